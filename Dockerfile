@@ -1,0 +1,17 @@
+# Connectra Jobs: one image for every role; RUN_COMMAND picks the role, as in the seed:
+#   RUN_COMMAND="api" | "jobs first_time" | "jobs retry" | "migrate" | "run"
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+
+COPY pyproject.toml README.md ./
+COPY connectra ./connectra
+COPY migrations ./migrations
+RUN pip install . && useradd --system --create-home connectra
+
+USER connectra
+ENV RUN_COMMAND="jobs first_time" API_HOST=0.0.0.0
+EXPOSE 8080
+# `exec` so that SIGTERM from `docker stop` reaches connectra (graceful shutdown).
+CMD ["sh", "-c", "exec connectra $RUN_COMMAND"]

@@ -1,0 +1,1 @@
+"""Connectra Jobs: an asyncio job runner for bulk CSV jobs."""

@@ -1,0 +1,5 @@
+"""`python -m connectra` runs the command line."""
+
+from connectra.cli import main
+
+main()

@@ -1,0 +1,39 @@
+"""The aiohttp application: state, middlewares and routes; the daemon runs it."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from connectra.api.handlers import create_job, get_job, healthz, list_jobs
+from connectra.api.middleware import auth_middleware, error_middleware
+from connectra.api.state import ON_JOB_CREATED, REGISTRY, SETTINGS, STORE, JobCreatedCallback
+from connectra.db.store import JobStore
+from connectra.processors.base import JobTypeRegistry
+from connectra.settings import Settings
+
+
+def create_app(
+    store: JobStore,
+    registry: JobTypeRegistry,
+    settings: Settings,
+    on_job_created: JobCreatedCallback | None = None,
+) -> web.Application:
+    """The API; it owns neither the pool nor the signals (run it with `AppRunner`)."""
+    app = web.Application(
+        # Errors outermost, so a refused key is rendered in the same shape.
+        middlewares=[error_middleware, auth_middleware],
+        client_max_size=settings.api_max_body_bytes,
+    )
+    app[STORE] = store
+    app[REGISTRY] = registry
+    app[SETTINGS] = settings
+    app[ON_JOB_CREATED] = on_job_created
+    app.add_routes(
+        [
+            web.get("/healthz", healthz),
+            web.post("/common/jobs/create", create_job),
+            web.post("/common/jobs", list_jobs),
+            web.get("/common/jobs/{uuid}", get_job),
+        ]
+    )
+    return app

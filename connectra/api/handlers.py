@@ -1,0 +1,70 @@
+"""The endpoints: create, list and fetch jobs, and the liveness probe."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+
+from connectra.api.payloads import parse_create, parse_list, parse_uuid, read_json_object
+from connectra.api.state import ON_JOB_CREATED, REGISTRY, STORE
+from connectra.jobs import Job, job_to_json
+
+logger = logging.getLogger(__name__)
+
+
+async def create_job(request: web.Request) -> web.Response:
+    """`POST /common/jobs/create`: validate the job, store it open, wake the runner."""
+    wanted = parse_create(await read_json_object(request))
+    data = request.app[REGISTRY].validate(wanted.job_type, wanted.job_data)
+    job = await request.app[STORE].create(
+        wanted.job_type,
+        data,
+        retry_count=wanted.retry_count,
+        retry_interval=wanted.retry_interval,
+    )
+    logger.info(
+        "job created",
+        extra={"action": "job_created", "job_uuid": str(job.uuid), "job_type": job.job_type},
+    )
+    _announce(request.app, job)
+    body = {
+        "message": "Job created successfully",
+        "success": True,
+        "uuid": str(job.uuid),
+        "job": job_to_json(job),
+    }
+    return web.json_response(body, status=201)
+
+
+def _announce(app: web.Application, job: Job) -> None:
+    """Tell the in-process runner; the job is stored already, so a failing callback is logged."""
+    callback = app[ON_JOB_CREATED]
+    if callback is None:
+        return
+    try:
+        callback(job)
+    except Exception:
+        logger.exception(
+            "on_job_created failed", extra={"action": "job_announce", "job_uuid": str(job.uuid)}
+        )
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    """`POST /common/jobs`: jobs newest first, optionally by type and state."""
+    wanted = parse_list(await read_json_object(request))
+    jobs = await request.app[STORE].find(
+        job_type=wanted.job_type, statuses=wanted.statuses, limit=wanted.limit
+    )
+    return web.json_response({"data": [job_to_json(job) for job in jobs], "success": True})
+
+
+async def get_job(request: web.Request) -> web.Response:
+    """`GET /common/jobs/{uuid}`: one job."""
+    job = await request.app[STORE].get(parse_uuid(request.match_info["uuid"]))
+    return web.json_response({"data": job_to_json(job), "success": True})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """`GET /healthz`: the process answers; says nothing about the database."""
+    return web.json_response({"status": "ok"})

@@ -1,0 +1,108 @@
+"""The two middlewares: API-key auth on /common, and the one place errors become HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from connectra.api.payloads import body_too_large
+from connectra.api.state import SETTINGS
+from connectra.db.pool import DATABASE_DOWN
+from connectra.errors import (
+    ConnectraError,
+    DatabaseUnavailableError,
+    MethodNotAllowedError,
+    RequestError,
+    RouteNotFoundError,
+    UnauthorizedError,
+)
+
+logger = logging.getLogger(__name__)
+
+API_KEY_HEADER = "X-API-Key"
+PROTECTED_PREFIX = "/common"
+
+
+def error_response(error: ConnectraError, status: int | None = None) -> web.Response:
+    """The one error shape: `{"error": "ERR_CODE: message", "success": false}`."""
+    body = {"error": error.render(), "success": False}
+    return web.json_response(body, status=status or error.http_status)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure into the error shape; never leak a traceback."""
+    try:
+        return await handler(request)
+    except ConnectraError as exc:
+        if exc.http_status >= 500:
+            logger.error("request failed: %s", exc.render(), extra=_fields(request, "api_error"))
+        return error_response(exc)
+    except web.HTTPException as exc:
+        return _http_exception_response(request, exc)
+    except DATABASE_DOWN:
+        logger.warning("database unavailable", exc_info=True, extra=_fields(request, "api_db"))
+        return error_response(DatabaseUnavailableError())
+    except Exception:
+        logger.exception("unexpected error", extra=_fields(request, "api_error"))
+        return error_response(ConnectraError("an unexpected error occurred"))
+
+
+def _fields(request: web.Request, action: str) -> dict[str, str]:
+    """Structured log fields naming the request."""
+    return {"action": action, "method": request.method, "path": request.path}
+
+
+def _http_exception_response(request: web.Request, exc: web.HTTPException) -> web.Response:
+    """aiohttp's own 404, 405, 413 and the like, in the error shape."""
+    if exc.status < 400:
+        raise exc
+    response = error_response(_error_for(request, exc), exc.status)
+    if "Allow" in exc.headers:
+        response.headers["Allow"] = exc.headers["Allow"]
+    return response
+
+
+def _error_for(request: web.Request, exc: web.HTTPException) -> ConnectraError:
+    """The product error matching an aiohttp HTTP exception."""
+    if isinstance(exc, web.HTTPNotFound):
+        return RouteNotFoundError()
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        return MethodNotAllowedError(f"{exc.method} is not allowed here; use {allowed}")
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return body_too_large(request.client_max_size)
+    if exc.status < 500:
+        return RequestError(exc.reason.lower())
+    return ConnectraError("an unexpected error occurred")
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Require a valid `X-API-Key` on everything under /common, before the body is read."""
+    if _is_protected(request.path):
+        keys = request.app[SETTINGS].api_key_values()
+        if not key_accepted(request.headers.get(API_KEY_HEADER), keys):
+            raise UnauthorizedError()
+    return await handler(request)
+
+
+def _is_protected(path: str) -> bool:
+    """Whether a path needs an API key (unknown /common paths too, so 401 comes before 404)."""
+    return path == PROTECTED_PREFIX or path.startswith(PROTECTED_PREFIX + "/")
+
+
+def key_accepted(given: str | None, keys: tuple[bytes, ...]) -> bool:
+    """Compare against every key in constant time; with no keys configured, nothing passes."""
+    if given is None or not keys:
+        return False
+    # Comparing digests keeps the keys' lengths out of the timing as well.
+    digest = hashlib.sha256(given.encode("utf-8", "surrogatepass")).digest()
+    accepted = False
+    for key in keys:
+        accepted |= hmac.compare_digest(digest, hashlib.sha256(key).digest())
+    return accepted

@@ -1,0 +1,214 @@
+"""The `connectra` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Annotated, Any, NoReturn, TypeVar
+from uuid import UUID
+
+import typer
+
+from connectra.db.embedded import start_embedded
+from connectra.db.migrate import migrate as apply_migrations
+from connectra.db.pool import create_pool
+from connectra.db.store import JobStore
+from connectra.errors import ConnectraError
+from connectra.jobs import JobStatus, job_to_json
+from connectra.logs import configure_logging
+from connectra.processors.registry import default_registry
+from connectra.runners.daemon import Parts, serve
+from connectra.settings import ConfigError, Settings, load_settings
+
+log = logging.getLogger("connectra")
+
+# `connectra run` is the local default: with no API_KEYS set it accepts this key.
+LOCAL_API_KEY = "local-dev-key"
+
+app = typer.Typer(
+    help="Connectra Jobs: a Postgres-backed runner for bulk CSV jobs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+jobs_app = typer.Typer(help="Run job runners and manage jobs.", no_args_is_help=True)
+app.add_typer(jobs_app, name="jobs")
+
+T = TypeVar("T")
+E = TypeVar("E", bound=BaseException)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    """Print one line to stderr and exit."""
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+def _settings(**overrides: Any) -> Settings:
+    """Load the settings; bad configuration is one line and exit code 2."""
+    try:
+        settings = load_settings(**overrides)
+    except ConfigError as exc:
+        _fail(str(exc), 2)
+    configure_logging(settings.log_level)
+    return settings
+
+
+def _database_url(settings: Settings) -> str:
+    """`DATABASE_URL`, or the embedded server when none is set."""
+    if settings.database_url:
+        return settings.database_url
+    return start_embedded(settings.embedded_data_dir)
+
+
+def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine, turning product errors into one line and exit code 1."""
+    try:
+        return asyncio.run(main())
+    except* ConnectraError as group:
+        _fail(_first(group).render(), 1)
+    except* OSError as group:
+        _fail(f"ERR_DATABASE_UNAVAILABLE: {_first(group)}", 1)
+
+
+def _first(group: BaseExceptionGroup[E]) -> E:
+    """The first leaf of a (possibly nested) exception group."""
+    first = group.exceptions[0]
+    return _first(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+def _daemon(parts: Parts, settings: Settings) -> None:
+    """Run the daemon with these parts until it is signalled to stop."""
+    url = _database_url(settings)
+    _run(lambda: serve(settings, url, parts))
+
+
+@app.command()
+def migrate() -> None:
+    """Apply the database migrations that are missing (safe to run concurrently)."""
+    settings = _settings()
+    url = _database_url(settings)
+
+    async def main() -> list[str]:
+        pool = await create_pool(url, max_size=2)
+        try:
+            async with pool.acquire() as conn:
+                return await apply_migrations(conn)
+        finally:
+            await pool.close()
+
+    applied = _run(main)
+    typer.echo(f"applied: {', '.join(applied)}" if applied else "database is up to date")
+
+
+@app.command()
+def api() -> None:
+    """Serve the HTTP API."""
+    settings = _settings()
+    if not settings.api_keys:
+        _fail("invalid configuration: API_KEYS: at least one key is required", 2)
+    _daemon(Parts(api=True), settings)
+
+
+@app.command()
+def run() -> None:
+    """The local default: migrate, then run the API and both runners in one process."""
+    settings = _settings()
+    if not settings.api_keys:
+        log.warning(
+            "API_KEYS is not set: accepting the local development key %r",
+            LOCAL_API_KEY,
+            extra={"action": "local_api_key"},
+        )
+        settings = _settings(API_KEYS=LOCAL_API_KEY)
+    _daemon(Parts(api=True, first_time=True, retry=True, migrate=True), settings)
+
+
+@jobs_app.command("first_time")
+def first_time() -> None:
+    """Run open jobs with PARALLEL_JOBS consumers."""
+    _daemon(Parts(first_time=True), _settings())
+
+
+@jobs_app.command("retry")
+def retry() -> None:
+    """Retry failed jobs whose run_after has come, one at a time."""
+    _daemon(Parts(retry=True), _settings())
+
+
+async def _with_store(settings: Settings, action: Callable[[JobStore], Awaitable[T]]) -> T:
+    """Open a small pool, run one store action, close the pool."""
+    pool = await create_pool(_database_url(settings), max_size=2)
+    try:
+        return await action(JobStore(pool))
+    finally:
+        await pool.close()
+
+
+def _print_json(value: Any) -> None:
+    """Print JSON for people and for scripts."""
+    typer.echo(json.dumps(value, indent=2))
+
+
+@jobs_app.command("create")
+def create(
+    job_type: Annotated[str, typer.Argument(help="The job type, e.g. noop or sleep.")],
+    data: Annotated[str, typer.Option("--data", help="job_data as a JSON object.")] = "{}",
+    retry_count: Annotated[int, typer.Option(min=0)] = 0,
+    retry_interval: Annotated[int, typer.Option(min=0, help="Seconds between retries.")] = 30,
+) -> None:
+    """Create a job, as POST /common/jobs/create does."""
+    settings = _settings()
+    try:
+        raw = json.loads(data)
+    except json.JSONDecodeError as exc:
+        _fail(f"ERR_INVALID_JOB_DATA: --data is not valid JSON: {exc}", 1)
+    normalised = _run_sync(lambda: default_registry().validate(job_type, raw))
+    job = _run(
+        lambda: _with_store(
+            settings,
+            lambda store: store.create(
+                job_type, normalised, retry_count=retry_count, retry_interval=retry_interval
+            ),
+        )
+    )
+    _print_json(job_to_json(job))
+
+
+def _run_sync(action: Callable[[], T]) -> T:
+    """Run a check, turning product errors into one line and exit code 1."""
+    try:
+        return action()
+    except ConnectraError as exc:
+        _fail(exc.render(), 1)
+
+
+@jobs_app.command("list")
+def list_jobs(
+    status: Annotated[list[JobStatus] | None, typer.Option(help="Repeat for several.")] = None,
+    job_type: Annotated[str | None, typer.Option("--type")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=100)] = 25,
+) -> None:
+    """List jobs newest first, as POST /common/jobs does."""
+    settings = _settings()
+    jobs = _run(
+        lambda: _with_store(
+            settings, lambda store: store.find(job_type=job_type, statuses=status, limit=limit)
+        )
+    )
+    _print_json([job_to_json(job) for job in jobs])
+
+
+@jobs_app.command("show")
+def show(uuid: Annotated[UUID, typer.Argument(help="The job's uuid.")]) -> None:
+    """Show one job."""
+    settings = _settings()
+    job = _run(lambda: _with_store(settings, lambda store: store.get(uuid)))
+    _print_json(job_to_json(job))
+
+
+def main() -> None:
+    """Entry point of the `connectra` script."""
+    sys.exit(app())

@@ -1,0 +1,135 @@
+"""The job store: every read and write of the jobs table goes through here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from connectra.db import queries as q
+from connectra.errors import JobLostError, JobNotFoundError
+from connectra.jobs import FIRST_TIME, Job, JobStatus, RunnerKind, check_transition
+
+
+def job_from_row(row: Mapping[str, Any]) -> Job:
+    """Turn a jobs row into a Job."""
+    return Job(
+        id=row["id"],
+        uuid=row["uuid"],
+        job_type=row["job_type"],
+        data=row["data"],
+        status=JobStatus(row["status"]),
+        job_response=row["job_response"],
+        retry_count=row["retry_count"],
+        retry_interval=row["retry_interval"],
+        run_after=row["run_after"],
+        attempts=row["attempts"],
+        runner_id=row["runner_id"],
+        heartbeat_at=row["heartbeat_at"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+    )
+
+
+class JobStore:
+    """Creates, lists and moves jobs; each move is checked against the state machine."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def create(
+        self, job_type: str, data: dict[str, Any], *, retry_count: int = 0, retry_interval: int = 30
+    ) -> Job:
+        """Insert a new open job."""
+        row = await self.pool.fetchrow(q.JOB_INSERT, job_type, data, retry_count, retry_interval)
+        return job_from_row(row)
+
+    async def get(self, uuid: UUID) -> Job:
+        """The job with this uuid."""
+        row = await self.pool.fetchrow(q.JOB_GET_BY_UUID, uuid)
+        if row is None:
+            raise JobNotFoundError(f"no job has the uuid {uuid}")
+        return job_from_row(row)
+
+    async def find(
+        self,
+        *,
+        job_type: str | None = None,
+        statuses: Sequence[JobStatus] | None = None,
+        limit: int = 25,
+    ) -> list[Job]:
+        """Jobs newest first, optionally filtered."""
+        status_values = [str(s) for s in statuses] if statuses else None
+        rows = await self.pool.fetch(q.JOB_LIST, job_type, status_values, limit)
+        return [job_from_row(row) for row in rows]
+
+    async def claim(self, kind: RunnerKind, runner_id: str, limit: int) -> list[Job]:
+        """Claim up to `limit` jobs for this runner, oldest first."""
+        if limit <= 0:
+            return []
+        query = q.JOB_CLAIM_OPEN if kind is FIRST_TIME else q.JOB_CLAIM_RETRY
+        rows = await self.pool.fetch(query, limit, runner_id)
+        return sorted((job_from_row(row) for row in rows), key=lambda job: job.id)
+
+    async def seconds_until_due(self, kind: RunnerKind) -> float | None:
+        """For the retry runner: how long until the next failed job is due, if any."""
+        if kind is FIRST_TIME:
+            return None
+        seconds = await self.pool.fetchval(q.JOB_RETRY_NEXT_DUE)
+        return None if seconds is None else float(seconds)
+
+    async def start(self, job: Job, kind: RunnerKind, runner_id: str) -> int:
+        """Mark a queued job as running; return its attempt number."""
+        check_transition(kind.queued, kind.running)
+        attempts = await self.pool.fetchval(
+            q.JOB_START, job.id, kind.queued, runner_id, kind.running
+        )
+        return int(_held(attempts, job))
+
+    async def complete(
+        self, job: Job, kind: RunnerKind, runner_id: str, response: dict[str, Any]
+    ) -> None:
+        """Mark a running job completed with its response."""
+        check_transition(kind.running, JobStatus.COMPLETED)
+        done = await self.pool.fetchval(q.JOB_COMPLETE, job.id, kind.running, runner_id, response)
+        _held(done, job)
+
+    async def fail(
+        self,
+        job: Job,
+        kind: RunnerKind,
+        runner_id: str,
+        response: dict[str, Any],
+        retry_in: timedelta | None,
+    ) -> None:
+        """Mark a running job failed; `retry_in` None means it will not be retried."""
+        check_transition(kind.running, JobStatus.FAILED)
+        delay = None if retry_in is None else retry_in.total_seconds()
+        done = await self.pool.fetchval(
+            q.JOB_FAIL, job.id, kind.running, runner_id, response, delay
+        )
+        _held(done, job)
+
+    async def hand_back(self, jobs: Iterable[Job], kind: RunnerKind, runner_id: str) -> int:
+        """Give back queued or running jobs on shutdown; return how many went back."""
+        check_transition(kind.queued, kind.handed_back)
+        check_transition(kind.running, kind.handed_back)
+        ids = [job.id for job in jobs]
+        if not ids:
+            return 0
+        rows = await self.pool.fetch(
+            q.JOB_HAND_BACK, ids, kind.queued, kind.running, kind.handed_back, runner_id
+        )
+        return len(rows)
+
+
+def _held(value: Any, job: Job) -> Any:
+    """A guarded update that matched nothing means the job is no longer ours."""
+    if value is None:
+        raise JobLostError(f"job {job.uuid} is no longer held by this runner in the expected state")
+    return value

@@ -1,0 +1,165 @@
+"""Every error the product reports, each with its `ERR_...` code and whether it is transient."""
+
+from __future__ import annotations
+
+
+class ConnectraError(Exception):
+    """something went wrong"""
+
+    code = "ERR_INTERNAL"
+    http_status = 500
+    transient = False
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or self.code).strip())
+
+    @property
+    def message(self) -> str:
+        """The human part of the error."""
+        return str(self)
+
+    def render(self) -> str:
+        """The seed's error string: `ERR_CODE: message`."""
+        return f"{self.code}: {self.message}"
+
+
+class InvalidTransitionError(ConnectraError):
+    """the state machine does not allow this change of status"""
+
+    code = "ERR_INVALID_TRANSITION"
+    http_status = 409
+
+
+class JobLostError(ConnectraError):
+    """the job is no longer held by this runner in the expected state"""
+
+    code = "ERR_JOB_LOST"
+    http_status = 409
+
+
+class RequestError(ConnectraError):
+    """the request is invalid"""
+
+    code = "ERR_INVALID_REQUEST"
+    http_status = 400
+
+
+class MissingJobTypeError(RequestError):
+    """the 'job_type' field is required; specify a valid job type such as 'insert_csv_file' or 'export_csv_file'"""  # noqa: E501
+
+    code = "ERR_MISSING_JOB_TYPE"
+
+
+class MissingJobDataError(RequestError):
+    """the 'job_data' field is required; include the necessary payload for job execution"""
+
+    code = "ERR_MISSING_JOB_DATA"
+
+
+class InvalidRetryCountError(RequestError):
+    """'retry_count' must be a non-negative integer; use 0 for no retries or a positive number for retry attempts"""  # noqa: E501
+
+    code = "ERR_INVALID_RETRY_COUNT"
+
+
+class InvalidRetryIntervalError(RequestError):
+    """'retry_interval' must be a non-negative integer number of seconds"""
+
+    code = "ERR_INVALID_RETRY_INTERVAL"
+
+
+class UnknownJobTypeError(RequestError):
+    """the 'job_type' is not a known job type"""
+
+    code = "ERR_UNKNOWN_JOB_TYPE"
+
+
+class JobTypeUnavailableError(RequestError):
+    """this job type is not available in this build"""
+
+    code = "ERR_JOB_TYPE_UNAVAILABLE"
+
+
+class InvalidJobDataError(RequestError):
+    """'job_data' does not match what this job type expects"""
+
+    code = "ERR_INVALID_JOB_DATA"
+
+
+class InvalidJsonError(RequestError):
+    """the request body must be a JSON object"""
+
+    code = "ERR_INVALID_JSON"
+
+
+class BodyTooLargeError(RequestError):
+    """the request body is too large"""
+
+    code = "ERR_BODY_TOO_LARGE"
+    http_status = 413
+
+
+class InvalidStatusFilterError(RequestError):
+    """'status' must be a list of job states"""
+
+    code = "ERR_INVALID_STATUS"
+
+
+class InvalidLimitError(RequestError):
+    """'limit' must be an integer from 1 to 100"""
+
+    code = "ERR_INVALID_LIMIT"
+
+
+class InvalidJobTypeError(RequestError):
+    """'job_type' must be a string"""
+
+    code = "ERR_INVALID_JOB_TYPE"
+
+
+class InvalidUuidError(RequestError):
+    """the job uuid is not a valid UUID"""
+
+    code = "ERR_INVALID_UUID"
+
+
+class UnauthorizedError(ConnectraError):
+    """a valid 'X-API-Key' header is required"""
+
+    code = "ERR_UNAUTHORIZED"
+    http_status = 401
+
+
+class JobNotFoundError(ConnectraError):
+    """no job has this uuid"""
+
+    code = "ERR_JOB_NOT_FOUND"
+    http_status = 404
+
+
+class RouteNotFoundError(ConnectraError):
+    """no such endpoint"""
+
+    code = "ERR_NOT_FOUND"
+    http_status = 404
+
+
+class MethodNotAllowedError(ConnectraError):
+    """this endpoint does not accept that HTTP method"""
+
+    code = "ERR_METHOD_NOT_ALLOWED"
+    http_status = 405
+
+
+class DatabaseUnavailableError(ConnectraError):
+    """the database is unavailable; try again shortly"""
+
+    code = "ERR_DATABASE_UNAVAILABLE"
+    http_status = 503
+    transient = True
+
+
+class JobFailedError(ConnectraError):
+    """the job failed"""
+
+    code = "ERR_JOB_FAILED"

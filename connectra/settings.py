@@ -1,0 +1,133 @@
+"""Configuration: one settings object, read from the environment and `.env`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Self
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from connectra.retry import RetryBackoff, RetryPolicy
+
+
+class Settings(BaseSettings):
+    """Every knob of Connectra Jobs; the seed's variable names are kept as they are."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    database_url: str | None = Field(default=None, alias="DATABASE_URL")
+    embedded_data_dir: Path = Field(default=Path(".connectra/pgdata"), alias="EMBEDDED_DATA_DIR")
+    database_pool_size: int | None = Field(default=None, ge=2, le=1000, alias="DATABASE_POOL_SIZE")
+
+    parallel_jobs: int = Field(default=4, ge=1, le=1000, alias="PARALLEL_JOBS")
+    batch_size_for_insertion: int = Field(
+        default=500, ge=1, le=100_000, alias="BATCH_SIZE_FOR_INSERTION"
+    )
+    ticker_interval_minutes: float = Field(default=5, gt=0, alias="TICKER_INTERVAL_MINUTES")
+    ticker_interval_seconds: float | None = Field(
+        default=None, gt=0, alias="TICKER_INTERVAL_SECONDS"
+    )
+    job_in_queue_size: int = Field(default=100, ge=1, le=100_000, alias="JOB_IN_QUEUE_SIZE")
+    shutdown_grace_seconds: float = Field(default=30, ge=0, alias="SHUTDOWN_GRACE_SECONDS")
+
+    retry_backoff: RetryBackoff = Field(default=RetryBackoff.FIXED, alias="RETRY_BACKOFF")
+    retry_max_delay_seconds: float = Field(default=3600, gt=0, alias="RETRY_MAX_DELAY_SECONDS")
+
+    s3_bucket: str | None = Field(default=None, alias="S3_BUCKET")
+    s3_upload_file_path_prefix: str = Field(
+        default="uploads",
+        validation_alias=AliasChoices("S3_UPLOAD_FILE_PATH_PRIFIX", "S3_UPLOAD_FILE_PATH_PREFIX"),
+    )
+
+    api_host: str = Field(default="127.0.0.1", alias="API_HOST")
+    api_port: int = Field(default=8080, ge=0, le=65535, alias="API_PORT")
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(default=(), alias="API_KEYS")
+    api_max_body_bytes: int = Field(default=1_048_576, ge=1024, alias="API_MAX_BODY_BYTES")
+
+    log_level: str = Field(default="INFO", alias="LOG_LEVEL")
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        """Accept a comma-separated list of keys."""
+        if isinstance(value, str):
+            return tuple(key.strip() for key in value.split(",") if key.strip())
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        """Only the standard logging levels."""
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @model_validator(mode="after")
+    def _pool_fits_workers(self) -> Self:
+        """Every consumer may hold a connection while the ticker and the API hold others."""
+        if self.database_pool_size is not None and self.database_pool_size < self.parallel_jobs + 2:
+            raise ValueError(
+                f"DATABASE_POOL_SIZE must be at least PARALLEL_JOBS + 2 ({self.parallel_jobs + 2})"
+            )
+        return self
+
+    @property
+    def pool_size(self) -> int:
+        """Connections per process: two per consumer (bulk jobs pipeline) plus housekeeping."""
+        return self.database_pool_size or 2 * self.parallel_jobs + 4
+
+    @property
+    def ticker_interval(self) -> timedelta:
+        """The polling interval; TICKER_INTERVAL_SECONDS wins over the seed's minutes."""
+        if self.ticker_interval_seconds is not None:
+            return timedelta(seconds=self.ticker_interval_seconds)
+        return timedelta(minutes=self.ticker_interval_minutes)
+
+    @property
+    def shutdown_grace(self) -> timedelta:
+        """How long running jobs may finish after a stop signal."""
+        return timedelta(seconds=self.shutdown_grace_seconds)
+
+    @property
+    def retry_max_delay(self) -> timedelta:
+        """The cap on any computed retry delay."""
+        return timedelta(seconds=self.retry_max_delay_seconds)
+
+    def retry_policy(self) -> RetryPolicy:
+        """The retry policy these settings describe."""
+        return RetryPolicy(backoff=self.retry_backoff, max_delay=self.retry_max_delay)
+
+    def api_key_values(self) -> tuple[bytes, ...]:
+        """The accepted API keys as bytes, ready for constant-time comparison."""
+        return tuple(key.get_secret_value().encode() for key in self.api_keys)
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the variable."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings, turning a validation error into one readable line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from exc
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """Say which variable is wrong and why, in one line."""
+    first = exc.errors()[0]
+    message = first["msg"].removeprefix("Value error, ")
+    names = "/".join(str(part) for part in first["loc"])
+    extra = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"invalid configuration: {names + ': ' if names else ''}{message}{extra}"

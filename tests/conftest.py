@@ -1,0 +1,147 @@
+"""Real PostgreSQL for every test: a migrated template once per run, a fresh copy per test.
+
+Where the server comes from, in order: `CONNECTRA_TEST_DATABASE_URL`; a testcontainers
+PostgreSQL when a Docker engine answers; the local server on 127.0.0.1:5432; an embedded
+PostgreSQL (pgserver) in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from connectra.db.migrate import migrate
+from connectra.db.pool import create_pool
+from connectra.db.store import JobStore
+
+LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def with_database(dsn: str, name: str) -> str:
+    """The same server, another database."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def _docker_available() -> bool:
+    """True when a Docker engine answers (never here; CI machines may differ)."""
+    try:
+        import docker
+        from docker.errors import DockerException
+    except ImportError:
+        return False
+    try:
+        docker.from_env(timeout=2).ping()
+    except (DockerException, OSError):
+        return False
+    return True
+
+
+async def _reachable(dsn: str) -> bool:
+    """Whether a server answers at this DSN."""
+    try:
+        conn = await asyncpg.connect(dsn, timeout=3)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    await conn.close()
+    return True
+
+
+@pytest.fixture(scope="session")
+def admin_dsn() -> Iterator[str]:
+    """A DSN with rights to create databases."""
+    explicit = os.environ.get("CONNECTRA_TEST_DATABASE_URL")
+    if explicit:
+        yield explicit
+        return
+    if _docker_available():
+        from testcontainers.postgres import PostgresContainer
+
+        with PostgresContainer("postgres:16-alpine", driver=None) as container:
+            yield container.get_connection_url()
+        return
+    if asyncio.run(_reachable(LOCAL_SERVER)):
+        yield LOCAL_SERVER
+        return
+    yield from _embedded_server()
+
+
+def _embedded_server() -> Iterator[str]:
+    """An embedded PostgreSQL in a temporary folder, removed afterwards."""
+    import pgserver
+
+    with tempfile.TemporaryDirectory(prefix="connectra-test-pg-") as folder:
+        server = pgserver.get_server(os.path.join(folder, "data"), cleanup_mode="delete")
+        try:
+            yield server.get_uri()
+        finally:
+            server.cleanup()
+
+
+@pytest.fixture(scope="session")
+async def template_db(admin_dsn: str) -> AsyncIterator[str]:
+    """A database migrated once, copied for each test."""
+    name = f"connectra_tpl_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        conn = await asyncpg.connect(with_database(admin_dsn, name))
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+        yield name
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def database_url(admin_dsn: str, template_db: str) -> AsyncIterator[str]:
+    """A fresh, migrated database of its own for one test."""
+    name = f"connectra_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
+        yield with_database(admin_dsn, name)
+        with contextlib.suppress(asyncpg.PostgresError):
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def empty_database_url(admin_dsn: str) -> AsyncIterator[str]:
+    """A fresh database with no schema at all (for migration tests)."""
+    name = f"connectra_empty_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield with_database(admin_dsn, name)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A connection pool on the test's database."""
+    pool = await create_pool(database_url, max_size=10)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
+def store(pool: asyncpg.Pool) -> JobStore:
+    """The job store on the test's database."""
+    return JobStore(pool)

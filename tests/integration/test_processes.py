@@ -1,0 +1,176 @@
+"""Real `connectra` processes: several runners on one database, signals, bad config."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from connectra.db.store import JobStore
+from tests.polling import eventually
+
+
+class Process:
+    """A `connectra` subprocess whose JSON logs go to a file."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, log_path: Path) -> None:
+        self.proc = proc
+        self.log_path = log_path
+
+    def send(self, signum: signal.Signals) -> None:
+        self.proc.send_signal(signum)
+
+    async def wait(self, seconds: float) -> int:
+        return await asyncio.wait_for(self.proc.wait(), seconds)
+
+    def log_lines(self) -> list[str]:
+        return self.log_path.read_text().splitlines()
+
+    def events(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.log_lines() if line.startswith("{")]
+
+
+@pytest.fixture
+async def spawn(
+    database_url: str, tmp_path: Path
+) -> AsyncIterator[Callable[..., Awaitable[Process]]]:
+    """Start `python -m connectra ARGS` with the test database and settings as env."""
+    started: list[Process] = []
+
+    async def start(*args: str, **env: str) -> Process:
+        log_path = tmp_path / f"proc-{len(started)}.log"
+        full_env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "TICKER_INTERVAL_SECONDS": "0.2",
+            "LOG_LEVEL": "INFO",
+            **env,
+        }
+        with log_path.open("wb") as log_file:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "connectra", *args,
+                env=full_env, cwd=tmp_path, stdout=log_file, stderr=log_file,
+            )  # fmt: skip
+        started.append(Process(proc, log_path))
+        return started[-1]
+
+    yield start
+    for process in started:
+        if process.proc.returncode is None:
+            process.proc.kill()
+            await process.proc.wait()
+
+
+async def status_count(pool: asyncpg.Pool, status: str) -> int:
+    return int(await pool.fetchval("SELECT count(*) FROM jobs WHERE status = $1", status))
+
+
+async def test_three_runner_processes_never_run_the_same_job_twice(
+    spawn: Callable[..., Awaitable[Process]], store: JobStore, pool: asyncpg.Pool
+) -> None:
+    total = 300
+    await pool.executemany(
+        "INSERT INTO jobs (job_type, data) VALUES ('sleep', $1)",
+        [({"seconds": 0.01},) for _ in range(total)],
+    )
+    runners = [
+        await spawn("jobs", "first_time", PARALLEL_JOBS="4", JOB_IN_QUEUE_SIZE="10")
+        for _ in range(3)
+    ]
+
+    async def all_done() -> bool:
+        return await status_count(pool, "completed") == total
+
+    await eventually(all_done, within=60)
+    for runner in runners:
+        runner.send(signal.SIGTERM)
+    assert [await runner.wait(30) for runner in runners] == [0, 0, 0]
+
+    starts = Counter(
+        str(event["job_uuid"])
+        for runner in runners
+        for event in runner.events()
+        if event.get("action") == "job_start"
+    )
+    assert len(starts) == total
+    assert set(starts.values()) == {1}
+    per_runner = [
+        sum(1 for e in runner.events() if e.get("action") == "job_start") for runner in runners
+    ]
+    assert all(n > 0 for n in per_runner), f"a runner did no work: {per_runner}"
+    assert await pool.fetchval("SELECT max(attempts) FROM jobs") == 1
+
+
+async def test_sigterm_hands_queued_jobs_back_and_exits_cleanly(
+    spawn: Callable[..., Awaitable[Process]], store: JobStore, pool: asyncpg.Pool
+) -> None:
+    jobs = [await store.create("sleep", {"seconds": 60}) for _ in range(4)]
+    runner = await spawn(
+        "jobs", "first_time", PARALLEL_JOBS="1", JOB_IN_QUEUE_SIZE="5",
+        SHUTDOWN_GRACE_SECONDS="1",
+    )  # fmt: skip
+
+    async def settled() -> bool:
+        return (await status_count(pool, "processing"), await status_count(pool, "in_queue")) == (
+            1,
+            3,
+        )
+
+    await eventually(settled)
+    started = time.monotonic()
+    runner.send(signal.SIGTERM)
+    assert await runner.wait(20) == 0
+    assert time.monotonic() - started < 10
+    for job in jobs:
+        back = await store.get(job.uuid)
+        assert (back.status, back.attempts, back.runner_id) == ("open", 0, None)
+
+
+async def test_a_second_signal_stops_at_once_despite_a_long_grace_period(
+    spawn: Callable[..., Awaitable[Process]], store: JobStore, pool: asyncpg.Pool
+) -> None:
+    job = await store.create("sleep", {"seconds": 120})
+    runner = await spawn("jobs", "first_time", SHUTDOWN_GRACE_SECONDS="300")
+
+    async def running() -> bool:
+        return await status_count(pool, "processing") == 1
+
+    await eventually(running)
+    runner.send(signal.SIGTERM)
+    await asyncio.sleep(0.5)
+    assert runner.proc.returncode is None, "the first signal must wait for the grace period"
+    runner.send(signal.SIGINT)
+    assert await runner.wait(15) == 0
+    back = await store.get(job.uuid)
+    assert (back.status, back.attempts) == ("open", 0)
+
+
+async def test_invalid_configuration_is_one_line_and_exit_code_2(
+    spawn: Callable[..., Awaitable[Process]],
+) -> None:
+    runner = await spawn("jobs", "first_time", JOB_IN_QUEUE_SIZE="lots")
+    assert await runner.wait(30) == 2
+    lines = runner.log_lines()
+    assert len(lines) == 1
+    assert lines[0].startswith("invalid configuration: JOB_IN_QUEUE_SIZE: ")
+    assert "Traceback" not in runner.log_path.read_text()
+
+
+async def test_runner_refuses_an_unmigrated_database(
+    spawn: Callable[..., Awaitable[Process]], empty_database_url: str
+) -> None:
+    runner = await spawn("jobs", "first_time", DATABASE_URL=empty_database_url)
+    assert await runner.wait(30) == 1
+    assert "ERR_SCHEMA_OUTDATED" in runner.log_path.read_text()
+    migrate = await spawn("migrate", DATABASE_URL=empty_database_url)
+    assert await migrate.wait(30) == 0
+    assert "applied: 0001_jobs" in migrate.log_path.read_text()

@@ -1,0 +1,280 @@
+"""The first_time and retry runners against real PostgreSQL, in process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from connectra.db.store import JobStore
+from connectra.errors import InvalidTransitionError, JobLostError
+from connectra.jobs import FIRST_TIME, RETRY, JobStatus, RunnerKind
+from connectra.processors.registry import default_registry
+from connectra.retry import RetryPolicy
+from connectra.runners.runner import Runner, RunnerConfig, Stopping
+from connectra.settings import load_settings
+from tests.polling import eventually
+
+S = JobStatus
+
+
+def config(kind: RunnerKind = FIRST_TIME, **overrides: Any) -> RunnerConfig:
+    values: dict[str, Any] = {
+        "kind": kind,
+        "concurrency": 2,
+        "queue_size": 10,
+        "tick_interval": timedelta(seconds=0.05),
+        "shutdown_grace": timedelta(seconds=5),
+        "retry_policy": RetryPolicy(),
+    }
+    values.update(overrides)
+    return RunnerConfig(**values)
+
+
+@contextlib.asynccontextmanager
+async def running(store: JobStore, cfg: RunnerConfig) -> AsyncIterator[tuple[Runner, Stopping]]:
+    """A runner working in the background for the duration of the block."""
+    runner = Runner(store, default_registry(), load_settings(), cfg)
+    stopping = Stopping()
+    task = asyncio.create_task(runner.run(stopping))
+    try:
+        yield runner, stopping
+    finally:
+        stopping.request()
+        await asyncio.wait_for(task, 30)
+
+
+async def count(pool: asyncpg.Pool, status: str) -> int:
+    return int(await pool.fetchval("SELECT count(*) FROM jobs WHERE status = $1", status))
+
+
+async def test_first_time_runner_takes_open_jobs_to_completed(
+    store: JobStore, pool: asyncpg.Pool
+) -> None:
+    jobs = [await store.create("noop", {}) for _ in range(20)]
+    async with running(store, config()):
+        await eventually(lambda: _all_in(pool, "completed", 20))
+    for job in jobs:
+        done = await store.get(job.uuid)
+        assert done.status is S.COMPLETED
+        assert done.attempts == 1
+        assert done.runner_id is None
+        assert done.started_at is not None
+        assert done.completed_at is not None
+        assert done.job_response == {"runtime_errors": [], "messages": "noop completed"}
+
+
+async def _all_in(pool: asyncpg.Pool, status: str, expected: int) -> bool:
+    return await count(pool, status) == expected
+
+
+async def test_ticker_never_claims_more_than_the_queue_has_room_for(
+    store: JobStore, pool: asyncpg.Pool
+) -> None:
+    for _ in range(12):
+        await store.create("sleep", {"seconds": 0.15})
+    seen_queued, seen_running = [], []
+    async with running(store, config(concurrency=1, queue_size=3)):
+
+        async def sample() -> bool:
+            seen_queued.append(await count(pool, "in_queue"))
+            seen_running.append(await count(pool, "processing"))
+            return await count(pool, "completed") == 12
+
+        await eventually(sample, within=20)
+    assert max(seen_queued) <= 3
+    assert max(seen_queued) >= 2, "the queue was never filled: the test proves nothing"
+    assert max(seen_running) == 1
+
+
+async def test_a_failed_job_with_retries_is_rescheduled_after_retry_interval(
+    store: JobStore, pool: asyncpg.Pool
+) -> None:
+    job = await store.create(
+        "sleep", {"seconds": 0, "fail_attempts": 1}, retry_count=2, retry_interval=1
+    )
+    async with running(store, config()):
+        await eventually(lambda: _all_in(pool, "failed", 1))
+    failed = await store.get(job.uuid)
+    assert failed.attempts == 1
+    assert failed.run_after is not None
+    assert failed.completed_at is not None
+    wait = (failed.run_after - failed.completed_at).total_seconds()
+    assert 0.9 <= wait <= 1.1
+    assert failed.job_response["runtime_errors"] == [
+        "ERR_JOB_FAILED: failing attempt 1 of 1 on purpose"
+    ]
+    assert failed.job_response["error"]["code"] == "ERR_JOB_FAILED"
+
+
+async def test_retry_runner_honours_run_after(store: JobStore, pool: asyncpg.Pool) -> None:
+    job = await store.create(
+        "sleep", {"seconds": 0, "fail_attempts": 1}, retry_count=1, retry_interval=2
+    )
+    async with running(store, config()):
+        await eventually(lambda: _all_in(pool, "failed", 1))
+    failed_at = time.monotonic()
+    async with running(store, config(RETRY, concurrency=1)):
+        await asyncio.sleep(1.0)
+        assert (await store.get(job.uuid)).status is S.FAILED, "retried before run_after"
+        await eventually(lambda: _all_in(pool, "completed", 1))
+    assert time.monotonic() - failed_at >= 1.5
+    done = await store.get(job.uuid)
+    assert done.attempts == 2
+    assert done.run_after is None
+
+
+async def test_retry_count_zero_is_never_retried(store: JobStore, pool: asyncpg.Pool) -> None:
+    job = await store.create("sleep", {"seconds": 0, "fail_attempts": 1}, retry_interval=0)
+    async with running(store, config()):
+        await eventually(lambda: _all_in(pool, "failed", 1))
+    assert (await store.get(job.uuid)).run_after is None
+    async with running(store, config(RETRY, concurrency=1)):
+        await asyncio.sleep(0.5)
+    final = await store.get(job.uuid)
+    assert (final.status, final.attempts) == (S.FAILED, 1)
+
+
+async def test_a_job_fails_for_good_once_its_retries_are_used_up(
+    store: JobStore, pool: asyncpg.Pool
+) -> None:
+    job = await store.create(
+        "sleep", {"seconds": 0, "fail_attempts": 10}, retry_count=2, retry_interval=0
+    )
+    async with running(store, config()):
+        await eventually(lambda: _all_in(pool, "failed", 1))
+    async with running(store, config(RETRY, concurrency=1)):
+
+        async def exhausted() -> bool:
+            current = await store.get(job.uuid)
+            return current.status is S.FAILED and current.attempts == 3
+
+        await eventually(exhausted)
+        await asyncio.sleep(0.3)
+    final = await store.get(job.uuid)
+    assert (final.status, final.attempts, final.run_after) == (S.FAILED, 3, None)
+    assert len(final.job_response["runtime_errors"]) == 3
+    assert final.job_response["messages"] == "job failed (no retries left)"
+
+
+async def test_shutdown_hands_queued_jobs_back_to_open_with_attempts_unchanged(
+    store: JobStore, pool: asyncpg.Pool
+) -> None:
+    jobs = [await store.create("sleep", {"seconds": 60}) for _ in range(4)]
+    cfg = config(concurrency=1, shutdown_grace=timedelta(seconds=0.2))
+    async with running(store, cfg):
+        await eventually(lambda: _all_in(pool, "in_queue", 3))
+        await eventually(lambda: _all_in(pool, "processing", 1))
+    for job in jobs:
+        back = await store.get(job.uuid)
+        assert (back.status, back.attempts, back.runner_id) == (S.OPEN, 0, None)
+        assert "runtime_errors" not in back.job_response
+
+
+async def test_running_jobs_finish_within_the_grace_period(
+    store: JobStore, pool: asyncpg.Pool
+) -> None:
+    job = await store.create("sleep", {"seconds": 0.5})
+    async with running(store, config(shutdown_grace=timedelta(seconds=10))):
+        await eventually(lambda: _all_in(pool, "processing", 1))
+    assert (await store.get(job.uuid)).status is S.COMPLETED
+
+
+async def test_hard_stop_hands_back_running_jobs_at_once(
+    store: JobStore, pool: asyncpg.Pool
+) -> None:
+    job = await store.create("sleep", {"seconds": 60})
+    started = time.monotonic()
+    async with running(store, config(shutdown_grace=timedelta(seconds=60))) as (_, stopping):
+        await eventually(lambda: _all_in(pool, "processing", 1))
+        stopping.request()
+        stopping.request()
+    assert time.monotonic() - started < 10
+    back = await store.get(job.uuid)
+    assert (back.status, back.attempts) == (S.OPEN, 0)
+
+
+async def test_retry_runner_hands_back_to_failed_and_keeps_the_job_due(
+    store: JobStore, pool: asyncpg.Pool
+) -> None:
+    job = await store.create(
+        "sleep", {"seconds": 60, "fail_attempts": 1}, retry_count=1, retry_interval=0
+    )
+    await pool.execute(
+        "UPDATE jobs SET status = 'failed', attempts = 1, run_after = now() WHERE id = $1", job.id
+    )
+    cfg = config(RETRY, concurrency=1, shutdown_grace=timedelta(seconds=0.1))
+    async with running(store, cfg):
+        await eventually(lambda: _all_in(pool, "retrying", 1))
+    back = await store.get(job.uuid)
+    assert (back.status, back.attempts, back.runner_id) == (S.FAILED, 1, None)
+    assert back.run_after is not None
+
+
+async def test_wake_claims_without_waiting_for_the_tick(
+    store: JobStore, pool: asyncpg.Pool
+) -> None:
+    async with running(store, config(tick_interval=timedelta(minutes=5))) as (runner, _):
+        await asyncio.sleep(0.2)  # the first (empty) tick has happened
+        await store.create("noop", {})
+        runner.wake()
+        await eventually(lambda: _all_in(pool, "completed", 1), within=3)
+
+
+async def test_an_unknown_job_type_fails_the_job_not_the_runner(
+    store: JobStore, pool: asyncpg.Pool
+) -> None:
+    job = await store.create("no_such_type", {})
+    async with running(store, config()):
+        await eventually(lambda: _all_in(pool, "failed", 1))
+    failed = await store.get(job.uuid)
+    assert failed.job_response["error"]["code"] == "ERR_UNKNOWN_JOB_TYPE"
+
+
+async def test_concurrent_claims_never_hand_out_a_job_twice(store: JobStore) -> None:
+    for _ in range(200):
+        await store.create("noop", {})
+    claims = await asyncio.gather(*(store.claim(FIRST_TIME, f"r{i}", 30) for i in range(8)))
+    ids = [job.id for claim in claims for job in claim]
+    assert len(ids) == len(set(ids)) == 200
+
+
+async def test_a_move_of_a_job_held_by_another_runner_is_an_error(store: JobStore) -> None:
+    await store.create("noop", {})
+    [job] = await store.claim(FIRST_TIME, "owner", 1)
+    with pytest.raises(JobLostError):
+        await store.start(job, FIRST_TIME, "intruder")
+    await store.start(job, FIRST_TIME, "owner")
+    await store.complete(job, FIRST_TIME, "owner", {})
+    with pytest.raises(JobLostError):
+        await store.complete(job, FIRST_TIME, "owner", {})
+
+
+async def test_the_database_rejects_a_status_outside_the_machine(pool: asyncpg.Pool) -> None:
+    with pytest.raises(asyncpg.CheckViolationError):
+        await pool.execute("INSERT INTO jobs (job_type, status) VALUES ('noop', 'done')")
+
+
+def test_a_runner_kind_must_follow_the_state_machine() -> None:
+    with pytest.raises(InvalidTransitionError):
+        RunnerKind("bad", S.OPEN, S.PROCESSING, S.COMPLETED, S.OPEN)
+
+
+async def test_retry_runner_wakes_when_a_job_falls_due_not_at_the_next_tick(
+    store: JobStore, pool: asyncpg.Pool
+) -> None:
+    job = await store.create("noop", {}, retry_count=1)
+    await pool.execute(
+        "UPDATE jobs SET status = 'failed', attempts = 1, run_after = now() + interval '1 second'"
+        " WHERE id = $1",
+        job.id,
+    )
+    cfg = config(RETRY, concurrency=1, tick_interval=timedelta(minutes=5))
+    async with running(store, cfg):
+        await eventually(lambda: _all_in(pool, "completed", 1), within=4)
