@@ -13,6 +13,7 @@ from uuid import UUID
 import typer
 
 from connectra.db.embedded import start_embedded
+from connectra.db.migrate import ensure_schema
 from connectra.db.migrate import migrate as apply_migrations
 from connectra.db.pool import create_pool
 from connectra.db.store import JobStore
@@ -142,6 +143,7 @@ async def _with_store(settings: Settings, action: Callable[[JobStore], Awaitable
     """Open a small pool, run one store action, close the pool."""
     pool = await create_pool(_database_url(settings), max_size=2)
     try:
+        await ensure_schema(pool, apply=False)
         return await action(JobStore(pool))
     finally:
         await pool.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 from connectra.errors import ConnectraError
@@ -23,7 +24,10 @@ def start_embedded(data_dir: Path) -> str:
     the server stops when the last of them exits.
     """
     try:
-        from pgserver.postgres_server import get_server
+        with warnings.catch_warnings():
+            # platformdirs warns when XDG_RUNTIME_DIR is unset; pgserver copes without it.
+            warnings.simplefilter("ignore")
+            from pgserver.postgres_server import get_server
     except ImportError as exc:
         raise EmbeddedDatabaseError(
             "no DATABASE_URL is set and the embedded PostgreSQL is not installed; "

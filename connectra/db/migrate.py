@@ -34,6 +34,12 @@ class MigrationError(ConnectraError):
     code = "ERR_MIGRATION"
 
 
+class SchemaOutdatedError(ConnectraError):
+    """the database schema is not up to date; run `connectra migrate` first"""
+
+    code = "ERR_SCHEMA_OUTDATED"
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     """One SQL file: its version (the file name) and text."""
@@ -111,3 +117,14 @@ async def pending_migrations(conn: asyncpg.Connection, folder: Path | None = Non
         else set()
     )
     return [m.version for m in load_migrations(folder) if m.version not in applied]
+
+
+async def ensure_schema(pool: asyncpg.Pool, *, apply: bool) -> None:
+    """Migrate when asked to; otherwise refuse to work on an outdated schema."""
+    async with pool.acquire() as conn:
+        if apply:
+            await migrate(conn)
+        elif missing := await pending_migrations(conn):
+            raise SchemaOutdatedError(
+                f"the database lacks migrations {', '.join(missing)}; run `connectra migrate`"
+            )

@@ -9,12 +9,9 @@ import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import asyncpg
-
-from connectra.db.migrate import migrate, pending_migrations
+from connectra.db.migrate import ensure_schema
 from connectra.db.pool import create_pool
 from connectra.db.store import JobStore
-from connectra.errors import ConnectraError
 from connectra.jobs import FIRST_TIME, RETRY, Job
 from connectra.processors.base import JobTypeRegistry
 from connectra.processors.registry import default_registry
@@ -22,12 +19,6 @@ from connectra.runners.runner import Runner, RunnerConfig, Stopping
 from connectra.settings import Settings
 
 log = logging.getLogger(__name__)
-
-
-class SchemaOutdatedError(ConnectraError):
-    """the database schema is not up to date; run `connectra migrate` first"""
-
-    code = "ERR_SCHEMA_OUTDATED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +43,7 @@ async def serve(
     stopping = Stopping()
     pool = await create_pool(database_url, max_size=settings.pool_size)
     try:
-        await _check_schema(pool, parts.migrate)
+        await ensure_schema(pool, apply=parts.migrate)
         with _signals_request(stopping):
             await _run_parts(
                 settings,
@@ -64,17 +55,6 @@ async def serve(
             )
     finally:
         await asyncio.wait_for(pool.close(), 10)
-
-
-async def _check_schema(pool: asyncpg.Pool, apply: bool) -> None:
-    """Migrate when asked to; otherwise refuse to run on an outdated schema."""
-    async with pool.acquire() as conn:
-        if apply:
-            await migrate(conn)
-        elif missing := await pending_migrations(conn):
-            raise SchemaOutdatedError(
-                f"the database lacks migrations {', '.join(missing)}; run `connectra migrate`"
-            )
 
 
 async def _run_parts(

@@ -20,11 +20,15 @@ from tests.polling import eventually
 
 
 class Process:
-    """A `connectra` subprocess whose JSON logs go to a file."""
+    """A `connectra` subprocess whose output (stdout) and JSON logs (stderr) go to files."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, log_path: Path) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, log_path: Path, out_path: Path) -> None:
         self.proc = proc
         self.log_path = log_path
+        self.out_path = out_path
+
+    def output(self) -> str:
+        return self.out_path.read_text()
 
     def send(self, signum: signal.Signals) -> None:
         self.proc.send_signal(signum)
@@ -48,6 +52,7 @@ async def spawn(
 
     async def start(*args: str, **env: str) -> Process:
         log_path = tmp_path / f"proc-{len(started)}.log"
+        out_path = tmp_path / f"proc-{len(started)}.out"
         full_env = {
             **os.environ,
             "DATABASE_URL": database_url,
@@ -55,12 +60,12 @@ async def spawn(
             "LOG_LEVEL": "INFO",
             **env,
         }
-        with log_path.open("wb") as log_file:
+        with log_path.open("wb") as log_file, out_path.open("wb") as out_file:
             proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "connectra", *args,
-                env=full_env, cwd=tmp_path, stdout=log_file, stderr=log_file,
+                env=full_env, cwd=tmp_path, stdout=out_file, stderr=log_file,
             )  # fmt: skip
-        started.append(Process(proc, log_path))
+        started.append(Process(proc, log_path, out_path))
         return started[-1]
 
     yield start
@@ -171,6 +176,54 @@ async def test_runner_refuses_an_unmigrated_database(
     runner = await spawn("jobs", "first_time", DATABASE_URL=empty_database_url)
     assert await runner.wait(30) == 1
     assert "ERR_SCHEMA_OUTDATED" in runner.log_path.read_text()
+    listing = await spawn("jobs", "list", DATABASE_URL=empty_database_url)
+    assert await listing.wait(30) == 1
+    assert "ERR_SCHEMA_OUTDATED" in listing.log_path.read_text()
     migrate = await spawn("migrate", DATABASE_URL=empty_database_url)
     assert await migrate.wait(30) == 0
-    assert "applied: 0001_jobs" in migrate.log_path.read_text()
+    assert "applied: 0001_jobs" in migrate.output()
+
+
+async def test_operator_commands_create_list_and_show_jobs(
+    spawn: Callable[..., Awaitable[Process]],
+) -> None:
+    create = await spawn(
+        "jobs", "create", "sleep", "--data", '{"seconds": 0}', "--retry-count", "2"
+    )
+    assert await create.wait(30) == 0
+    created = json.loads(create.output())
+    assert (created["status"], created["retry_count"], created["data"]) == (
+        "open",
+        2,
+        {"seconds": 0.0, "fail_attempts": 0},
+    )
+
+    listing = await spawn("jobs", "list", "--status", "open", "--type", "sleep")
+    assert await listing.wait(30) == 0
+    assert [job["uuid"] for job in json.loads(listing.output())] == [created["uuid"]]
+
+    show = await spawn("jobs", "show", created["uuid"])
+    assert await show.wait(30) == 0
+    assert json.loads(show.output())["uuid"] == created["uuid"]
+
+
+async def test_operator_create_refuses_invalid_job_data_with_its_code(
+    spawn: Callable[..., Awaitable[Process]],
+) -> None:
+    create = await spawn("jobs", "create", "sleep", "--data", '{"seconds": -1}')
+    assert await create.wait(30) == 1
+    assert create.log_path.read_text().startswith("ERR_INVALID_JOB_DATA: job_data.seconds")
+
+
+async def test_without_database_url_commands_use_the_embedded_postgresql(
+    spawn: Callable[..., Awaitable[Process]], tmp_path: Path
+) -> None:
+    env = {"DATABASE_URL": "", "EMBEDDED_DATA_DIR": str(tmp_path / "pgdata")}
+    migrate = await spawn("migrate", **env)
+    assert await migrate.wait(60) == 0, migrate.log_path.read_text()
+    assert "embedded PostgreSQL ready" in migrate.log_path.read_text()
+    create = await spawn("jobs", "create", "noop", **env, LOG_LEVEL="ERROR")
+    assert await create.wait(60) == 0
+    listing = await spawn("jobs", "list", **env, LOG_LEVEL="ERROR")
+    assert await listing.wait(60) == 0
+    assert len(json.loads(listing.output())) == 1
