@@ -19,6 +19,7 @@ from connectra.db.pool import create_pool
 from connectra.db.store import JobStore
 from connectra.errors import ConnectraError
 from connectra.jobs import JobStatus, job_to_json
+from connectra.local_s3 import LOCAL_BUCKET, LOCAL_CREDENTIAL, local_s3
 from connectra.logs import configure_logging
 from connectra.processors.registry import default_registry
 from connectra.runners.daemon import Parts, serve
@@ -117,14 +118,29 @@ def api() -> None:
 def run() -> None:
     """The local default: migrate, then run the API and both runners in one process."""
     settings = _settings()
+    overrides: dict[str, Any] = {}
     if not settings.api_keys:
         log.warning(
             "API_KEYS is not set: accepting the local development key %r",
             LOCAL_API_KEY,
             extra={"action": "local_api_key"},
         )
-        settings = _settings(API_KEYS=LOCAL_API_KEY)
-    _daemon(Parts(api=True, first_time=True, retry=True, migrate=True), settings)
+        overrides["API_KEYS"] = LOCAL_API_KEY
+    parts = Parts(api=True, first_time=True, retry=True, migrate=True)
+    if settings.s3_endpoint_url or settings.aws_access_key_id:
+        _daemon(parts, _settings(**overrides))
+        return
+    try:
+        with local_s3(settings.local_s3_port, settings.s3_bucket or LOCAL_BUCKET) as s3:
+            overrides |= {
+                "S3_ENDPOINT_URL": s3.endpoint_url,
+                "S3_BUCKET": s3.bucket,
+                "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIAL,
+                "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIAL,
+            }
+            _daemon(parts, _settings(**overrides))
+    except ConnectraError as exc:
+        _fail(exc.render(), 1)
 
 
 @jobs_app.command("first_time")

@@ -48,6 +48,30 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("S3_UPLOAD_FILE_PATH_PRIFIX", "S3_UPLOAD_FILE_PATH_PREFIX"),
     )
 
+    s3_endpoint_url: str | None = Field(default=None, alias="S3_ENDPOINT_URL")
+    s3_force_path_style: bool = Field(default=False, alias="S3_FORCE_PATH_STYLE")
+    aws_region: str = Field(
+        default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
+    )
+    aws_access_key_id: SecretStr | None = Field(default=None, alias="AWS_ACCESS_KEY_ID")
+    aws_secret_access_key: SecretStr | None = Field(default=None, alias="AWS_SECRET_ACCESS_KEY")
+    local_s3_port: int = Field(default=9000, ge=0, le=65535, alias="LOCAL_S3_PORT")
+    presigned_url_expiry_seconds: int = Field(
+        default=3600, ge=1, le=7 * 24 * 3600, alias="PRESIGNED_URL_EXPIRY_SECONDS"
+    )
+
+    elasticsearch_url: str | None = Field(default=None, alias="ELASTICSEARCH_URL")
+    elasticsearch_plain_media_types: bool = Field(
+        default=False, alias="ELASTICSEARCH_PLAIN_MEDIA_TYPES"
+    )
+    elasticsearch_index_prefix: str = Field(
+        default="", pattern=r"^[a-z0-9_-]*$", alias="ELASTICSEARCH_INDEX_PREFIX"
+    )
+
+    import_max_reported_errors: int = Field(
+        default=100, ge=0, le=10_000, alias="IMPORT_MAX_REPORTED_ERRORS"
+    )
+
     api_host: str = Field(default="127.0.0.1", alias="API_HOST")
     api_port: int = Field(default=8080, ge=0, le=65535, alias="API_PORT")
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(default=(), alias="API_KEYS")

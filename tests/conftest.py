@@ -21,6 +21,10 @@ import pytest
 from connectra.db.migrate import migrate
 from connectra.db.pool import create_pool
 from connectra.db.store import JobStore
+from tests.services import es_client, es_url, object_store, s3_bucket, s3_endpoint
+
+# Fixtures of the S3 and Elasticsearch test services, available to every test.
+__all__ = ["es_client", "es_url", "object_store", "s3_bucket", "s3_endpoint"]
 
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from connectra.api.files import download_url, upload_url
 from connectra.api.handlers import create_job, get_job, healthz, list_jobs
 from connectra.api.middleware import auth_middleware, error_middleware
-from connectra.api.state import ON_JOB_CREATED, REGISTRY, SETTINGS, STORE, JobCreatedCallback
+from connectra.api.state import (
+    OBJECTS,
+    ON_JOB_CREATED,
+    REGISTRY,
+    SETTINGS,
+    STORE,
+    JobCreatedCallback,
+)
 from connectra.db.store import JobStore
+from connectra.objectstore import ObjectStore
 from connectra.processors.base import JobTypeRegistry
 from connectra.settings import Settings
 
@@ -17,6 +26,7 @@ def create_app(
     registry: JobTypeRegistry,
     settings: Settings,
     on_job_created: JobCreatedCallback | None = None,
+    objects: ObjectStore | None = None,
 ) -> web.Application:
     """The API; it owns neither the pool nor the signals (run it with `AppRunner`)."""
     app = web.Application(
@@ -28,12 +38,15 @@ def create_app(
     app[REGISTRY] = registry
     app[SETTINGS] = settings
     app[ON_JOB_CREATED] = on_job_created
+    app[OBJECTS] = objects
     app.add_routes(
         [
             web.get("/healthz", healthz),
             web.post("/common/jobs/create", create_job),
             web.post("/common/jobs", list_jobs),
             web.get("/common/jobs/{uuid}", get_job),
+            web.get("/common/jobs/{uuid}/download-url", download_url),
+            web.get("/common/upload-url", upload_url),
         ]
     )
     return app

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from connectra.db.store import JobStore
 from connectra.jobs import Job
+from connectra.objectstore import ObjectStore
 from connectra.processors.base import JobTypeRegistry
 from connectra.settings import Settings
 
@@ -17,3 +18,4 @@ STORE = web.AppKey("store", JobStore)
 REGISTRY = web.AppKey("registry", JobTypeRegistry)
 SETTINGS = web.AppKey("settings", Settings)
 ON_JOB_CREATED = web.AppKey[JobCreatedCallback | None]("on_job_created")
+OBJECTS = web.AppKey[ObjectStore | None]("objects")

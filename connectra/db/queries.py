@@ -76,6 +76,14 @@ WHERE id = $1 AND status = $2 AND runner_id = $3
 RETURNING attempts
 """
 
+# Progress of a running job, merged into its job_response; also a sign of life.
+JOB_REPORT_PROGRESS = """
+UPDATE jobs
+SET job_response = job_response || $4, heartbeat_at = now(), updated_at = now()
+WHERE id = $1 AND status = $2 AND runner_id = $3
+RETURNING id
+"""
+
 JOB_COMPLETE = """
 UPDATE jobs
 SET status = 'completed', job_response = $4, run_after = NULL, runner_id = NULL,

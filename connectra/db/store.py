@@ -91,6 +91,15 @@ class JobStore:
         )
         return int(_held(attempts, job))
 
+    async def report_progress(
+        self, job: Job, kind: RunnerKind, runner_id: str, progress: dict[str, Any]
+    ) -> None:
+        """Merge progress fields into a running job's job_response."""
+        done = await self.pool.fetchval(
+            q.JOB_REPORT_PROGRESS, job.id, kind.running, runner_id, progress
+        )
+        _held(done, job)
+
     async def complete(
         self, job: Job, kind: RunnerKind, runner_id: str, response: dict[str, Any]
     ) -> None:

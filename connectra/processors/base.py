@@ -6,14 +6,33 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+import asyncpg
+from elasticsearch import AsyncElasticsearch
 from pydantic import BaseModel, ValidationError
 
 from connectra.errors import InvalidJobDataError, JobTypeUnavailableError, UnknownJobTypeError
 from connectra.jobs import Job
 from connectra.logs import BoundLogger
+from connectra.objectstore import ObjectStore
 from connectra.settings import Settings
 
 DataT = TypeVar("DataT", bound=BaseModel)
+
+
+ProgressReporter = Callable[[dict[str, Any]], Awaitable[None]]
+
+
+async def _ignore_progress(progress: dict[str, Any]) -> None:
+    """Progress goes nowhere (handlers run outside a runner, e.g. in unit tests)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """The outside systems a handler may talk to; each is None when not configured."""
+
+    pool: asyncpg.Pool | None = None
+    objects: ObjectStore | None = None
+    search: AsyncElasticsearch | None = None
 
 
 @dataclass(slots=True)
@@ -24,7 +43,8 @@ class JobContext:
     attempt: int
     settings: Settings
     log: BoundLogger
-    resources: dict[str, Any] = field(default_factory=dict)
+    services: Services = field(default_factory=Services)
+    report_progress: ProgressReporter = _ignore_progress
 
 
 Handler = Callable[[JobContext, DataT], Awaitable[dict[str, Any] | None]]

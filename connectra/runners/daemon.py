@@ -9,11 +9,12 @@ import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from connectra.connections import open_services
 from connectra.db.migrate import ensure_schema
 from connectra.db.pool import create_pool
 from connectra.db.store import JobStore
 from connectra.jobs import FIRST_TIME, RETRY, Job
-from connectra.processors.base import JobTypeRegistry
+from connectra.processors.base import JobTypeRegistry, Services
 from connectra.processors.registry import default_registry
 from connectra.runners.runner import Runner, RunnerConfig, Stopping
 from connectra.settings import Settings
@@ -31,6 +32,16 @@ class Parts:
     migrate: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class Wiring:
+    """What every part of the daemon shares."""
+
+    settings: Settings
+    store: JobStore
+    services: Services
+    registry: JobTypeRegistry
+
+
 async def serve(
     settings: Settings,
     database_url: str,
@@ -44,29 +55,22 @@ async def serve(
     pool = await create_pool(database_url, max_size=settings.pool_size)
     try:
         await ensure_schema(pool, apply=parts.migrate)
-        with _signals_request(stopping):
-            await _run_parts(
-                settings,
-                JobStore(pool),
-                registry or default_registry(),
-                parts,
-                stopping,
-                on_api_listening,
-            )
+        async with open_services(settings, pool) as services:
+            wiring = Wiring(settings, JobStore(pool), services, registry or default_registry())
+            with _signals_request(stopping):
+                await _run_parts(wiring, parts, stopping, on_api_listening)
     finally:
         await asyncio.wait_for(pool.close(), 10)
 
 
 async def _run_parts(
-    settings: Settings,
-    store: JobStore,
-    registry: JobTypeRegistry,
+    wiring: Wiring,
     parts: Parts,
     stopping: Stopping,
     on_api_listening: Callable[[int], None] | None,
 ) -> None:
     """Start every part in one task group; a part that fails stops the others."""
-    runners = _runners(settings, store, registry, parts)
+    runners = _runners(wiring, parts)
     async with asyncio.TaskGroup() as tg:
         for runner in runners:
             tg.create_task(runner.run(stopping))
@@ -74,8 +78,14 @@ async def _run_parts(
             from connectra.api.app import create_app
             from connectra.api.server import serve_api
 
-            wake = _waker(runners)
-            app = create_app(store, registry, settings, on_job_created=wake)
+            settings = wiring.settings
+            app = create_app(
+                wiring.store,
+                wiring.registry,
+                settings,
+                on_job_created=_waker(runners),
+                objects=wiring.services.objects,
+            )
             tg.create_task(
                 serve_api(
                     app, settings.api_host, settings.api_port, stopping.soft, on_api_listening
@@ -83,18 +93,20 @@ async def _run_parts(
             )
 
 
-def _runners(
-    settings: Settings, store: JobStore, registry: JobTypeRegistry, parts: Parts
-) -> list[Runner]:
+def _runners(wiring: Wiring, parts: Parts) -> list[Runner]:
     """The runners this process hosts: first_time with PARALLEL_JOBS consumers, retry with one."""
-    runners = []
-    if parts.first_time:
-        config = RunnerConfig.from_settings(settings, FIRST_TIME, settings.parallel_jobs)
-        runners.append(Runner(store, registry, settings, config))
-    if parts.retry:
-        config = RunnerConfig.from_settings(settings, RETRY, 1)
-        runners.append(Runner(store, registry, settings, config))
-    return runners
+    wanted = [(FIRST_TIME, wiring.settings.parallel_jobs)] if parts.first_time else []
+    wanted += [(RETRY, 1)] if parts.retry else []
+    return [
+        Runner(
+            wiring.store,
+            wiring.registry,
+            wiring.settings,
+            RunnerConfig.from_settings(wiring.settings, kind, concurrency),
+            services=wiring.services,
+        )
+        for kind, concurrency in wanted
+    ]
 
 
 def _waker(runners: list[Runner]) -> Callable[[Job], None]:

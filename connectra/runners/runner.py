@@ -23,7 +23,7 @@ from connectra.db.store import JobStore
 from connectra.errors import ConnectraError
 from connectra.jobs import Job, RunnerKind
 from connectra.logs import BoundLogger
-from connectra.processors.base import JobContext, JobTypeRegistry
+from connectra.processors.base import JobContext, JobTypeRegistry, Services
 from connectra.retry import RetryPolicy
 from connectra.settings import Settings
 
@@ -91,8 +91,10 @@ class Runner:
         settings: Settings,
         config: RunnerConfig,
         runner_id: str | None = None,
+        services: Services | None = None,
     ) -> None:
         self.store = store
+        self.services = services or Services(pool=store.pool)
         self.registry = registry
         self.settings = settings
         self.config = config
@@ -205,11 +207,17 @@ class Runner:
     def _context(self, job: Job, attempt: int) -> JobContext:
         """The context one attempt of a job runs with."""
         fields = {"runner_id": self.runner_id, "job_uuid": str(job.uuid), "attempt": attempt}
+
+        async def report_progress(progress: dict[str, Any]) -> None:
+            await self.store.report_progress(job, self.kind, self.runner_id, progress)
+
         return JobContext(
             job=job,
             attempt=attempt,
             settings=self.settings,
             log=BoundLogger(log, fields),
+            services=self.services,
+            report_progress=report_progress,
         )
 
     async def _record_success(self, ctx: JobContext, result: dict[str, Any] | None) -> None:

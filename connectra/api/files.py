@@ -1,0 +1,118 @@
+"""Presigned URLs: where to upload a CSV for import, and where to download an export."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from aiohttp import web
+
+from connectra.api.payloads import parse_uuid
+from connectra.api.state import OBJECTS, SETTINGS, STORE
+from connectra.errors import ConnectraError, RequestError
+from connectra.jobs import Job, JobStatus
+from connectra.objectstore import ObjectStore
+from connectra.settings import Settings
+
+SAFE_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+
+
+class InvalidFilenameError(RequestError):
+    """'filename' must be a plain file name: letters, digits, '.', '_' and '-' only"""
+
+    code = "ERR_INVALID_FILENAME"
+
+
+class InvalidExpiryError(RequestError):
+    """'expires_in' must be a whole number of seconds within the configured maximum"""
+
+    code = "ERR_INVALID_EXPIRES_IN"
+
+
+class BucketNotConfiguredError(ConnectraError):
+    """no S3 bucket is configured; set S3_BUCKET"""
+
+    code = "ERR_S3_BUCKET_NOT_CONFIGURED"
+    http_status = 503
+
+
+class ObjectStoreNotConfiguredError(ConnectraError):
+    """object storage is not configured in this process"""
+
+    code = "ERR_S3_NOT_CONFIGURED"
+    http_status = 503
+
+
+class ExportNotReadyError(ConnectraError):
+    """the job has no file to download: only a completed export has one"""
+
+    code = "ERR_EXPORT_NOT_READY"
+    http_status = 409
+
+
+async def upload_url(request: web.Request) -> web.Response:
+    """`GET /common/upload-url?filename=`: a presigned PUT for a new CSV, and its key."""
+    settings = request.app[SETTINGS]
+    filename = request.query.get("filename", "")
+    if not SAFE_FILENAME.match(filename):
+        raise InvalidFilenameError()
+    bucket = _bucket(settings)
+    key = f"{_prefix(settings)}/{uuid.uuid4()}/{filename}"
+    expires = _expires_in(request, settings)
+    url = await _objects(request).presign_put(bucket, key, expires, content_type="text/csv")
+    body = {"upload_url": url, "s3_key": key, "s3_bucket": bucket, "expires_in": expires}
+    return web.json_response(body | {"success": True})
+
+
+async def download_url(request: web.Request) -> web.Response:
+    """`GET /common/jobs/{uuid}/download-url`: a presigned GET for a finished export."""
+    settings = request.app[SETTINGS]
+    job = await request.app[STORE].get(parse_uuid(request.match_info["uuid"]))
+    bucket, key = _export_location(job, settings)
+    expires = _expires_in(request, settings)
+    url = await _objects(request).presign_get(bucket, key, expires)
+    body = {"download_url": url, "s3_key": key, "s3_bucket": bucket, "expires_in": expires}
+    return web.json_response(body | {"success": True})
+
+
+def _export_location(job: Job, settings: Settings) -> tuple[str, str]:
+    """The bucket and key of a completed export's file."""
+    key = job.job_response.get("s3_key")
+    if job.job_type != "export_csv_file" or job.status is not JobStatus.COMPLETED or not key:
+        raise ExportNotReadyError(
+            f"job {job.uuid} is a {job.job_type} job in state {job.status}; "
+            "only a completed export_csv_file job has a file to download"
+        )
+    bucket = job.job_response.get("s3_bucket") or job.data.get("s3_bucket") or _bucket(settings)
+    return str(bucket), str(key)
+
+
+def _expires_in(request: web.Request, settings: Settings) -> int:
+    """The requested lifetime of the URL, or the configured one."""
+    maximum = settings.presigned_url_expiry_seconds
+    raw = request.query.get("expires_in")
+    if raw is None:
+        return maximum
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise InvalidExpiryError(f"'expires_in' must be a whole number from 1 to {maximum}")
+    return int(raw)
+
+
+def _bucket(settings: Settings) -> str:
+    """The configured default bucket."""
+    if not settings.s3_bucket:
+        raise BucketNotConfiguredError()
+    return settings.s3_bucket
+
+
+def _prefix(settings: Settings) -> str:
+    """The upload prefix without a trailing slash."""
+    return settings.s3_upload_file_path_prefix.strip("/") or "uploads"
+
+
+def _objects(request: web.Request) -> ObjectStore:
+    """The process's object store."""
+    objects = request.app[OBJECTS]
+    if objects is None:
+        raise ObjectStoreNotConfiguredError()
+    return objects

@@ -1,0 +1,429 @@
+"""Object storage (S3 and S3-compatible servers) through aioboto3: streamed reads, multipart writes.
+
+One `ObjectStore` holds one client for its whole life:
+
+    async with ObjectStore(endpoint_url, region, key_id, secret) as store:
+        async with contextlib.aclosing(store.iter_object(bucket, key)) as chunks:
+            async for chunk in chunks:
+                ...
+
+Every failure is raised as an `ObjectStoreError` subclass carrying an `ERR_S3_...` code and
+whether it is transient; the botocore or aiohttp error is kept in `__cause__`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator
+from types import TracebackType
+from typing import Any, Self
+
+import aioboto3
+import aiohttp
+from aiobotocore.config import AioConfig
+from botocore import exceptions as boto_errors
+
+from connectra.errors import ConnectraError
+
+logger = logging.getLogger(__name__)
+
+MIN_PART_SIZE = 5 * 1024 * 1024
+DEFAULT_PART_SIZE = 8 * 1024 * 1024
+MAX_PARTS = 10_000
+READ_CHUNK_SIZE = 256 * 1024
+
+
+class ObjectStoreError(ConnectraError):
+    """the object store request failed"""
+
+    code = "ERR_S3_REQUEST_FAILED"
+
+
+class ObjectNotFound(ObjectStoreError):
+    """the object does not exist"""
+
+    code = "ERR_S3_OBJECT_NOT_FOUND"
+
+
+class BucketNotFound(ObjectStoreError):
+    """the bucket does not exist"""
+
+    code = "ERR_S3_BUCKET_NOT_FOUND"
+
+
+class AccessDenied(ObjectStoreError):
+    """the object store refused the credentials or the request"""
+
+    code = "ERR_S3_ACCESS_DENIED"
+
+
+class ObjectStoreUnavailable(ObjectStoreError):
+    """the object store is unreachable, overloaded or failing; try again later"""
+
+    code = "ERR_S3_UNAVAILABLE"
+    transient = True
+
+
+class InvalidRange(ObjectStoreError):
+    """the requested start offset lies past the end of the object"""
+
+    code = "ERR_S3_INVALID_RANGE"
+
+
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404"})
+_ACCESS_CODES = frozenset(
+    {
+        "AccessDenied",
+        "403",
+        "Forbidden",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AllAccessDisabled",
+        "ExpiredToken",
+        "InvalidToken",
+    }
+)
+_TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestTimeout",
+        "InternalError",
+        "ServiceUnavailable",
+    }
+)
+_TRANSIENT_ERRORS = (
+    boto_errors.HTTPClientError,
+    boto_errors.ConnectionError,
+    boto_errors.IncompleteReadError,
+    aiohttp.ClientError,
+    OSError,
+)
+_REQUEST_FAILURES = (
+    boto_errors.BotoCoreError,
+    boto_errors.ClientError,
+    aiohttp.ClientError,
+    OSError,
+)
+_CREDENTIAL_ERRORS = (boto_errors.NoCredentialsError, boto_errors.PartialCredentialsError)
+
+
+def _map_client_error(exc: boto_errors.ClientError, where: str) -> ObjectStoreError:
+    """The project error for an error response of the S3 API."""
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+    message = f"{where}: {code} {error.get('Message', '')}".rstrip()
+    if code == "NoSuchBucket":
+        return BucketNotFound(message)
+    if code in _NOT_FOUND_CODES:
+        return ObjectNotFound(message)
+    if code in _ACCESS_CODES:
+        return AccessDenied(message)
+    if code == "InvalidRange":
+        return InvalidRange(message)
+    if code in _TRANSIENT_CODES or status >= 500:
+        return ObjectStoreUnavailable(message)
+    return ObjectStoreError(message)
+
+
+def _map_error(exc: Exception, where: str) -> ObjectStoreError:
+    """The project error for any failure of a request."""
+    if isinstance(exc, boto_errors.ClientError):
+        return _map_client_error(exc, where)
+    if isinstance(exc, _CREDENTIAL_ERRORS):
+        return AccessDenied(f"{where}: {exc}")
+    if isinstance(exc, _TRANSIENT_ERRORS):
+        return ObjectStoreUnavailable(f"{where}: {exc}")
+    return ObjectStoreError(f"{where}: {exc}")
+
+
+@contextlib.contextmanager
+def _mapped_errors(bucket: str, key: str | None = None) -> Iterator[None]:
+    """Raise failures of the requests inside as `ObjectStoreError`s."""
+    try:
+        yield
+    except _REQUEST_FAILURES as exc:
+        where = f"s3://{bucket}/{key}" if key is not None else f"s3://{bucket}"
+        raise _map_error(exc, where) from exc
+
+
+async def _run_shielded(work: Coroutine[Any, Any, None]) -> None:
+    """Run `work` to its end even if this task is cancelled meanwhile; then honour the cancel."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    task.result()
+
+
+class MultipartWriter:
+    """Buffers writes into parts and uploads each part as it fills; made by `multipart_upload`.
+
+    Memory holds at most one part plus the last write. The multipart upload is only created when
+    the first part fills, so a small or empty object is written with one plain PUT.
+    """
+
+    def __init__(
+        self, client: Any, bucket: str, key: str, content_type: str, part_size: int
+    ) -> None:
+        self._client = client
+        self._bucket = bucket
+        self._key = key
+        self._content_type = content_type
+        self._part_size = part_size
+        self._buf = bytearray()
+        self._parts: list[dict[str, Any]] = []
+        self._upload_id: str | None = None
+        self.bytes_written = 0
+
+    async def write(self, data: bytes) -> None:
+        """Add bytes to the object, uploading every part that fills."""
+        self._buf += data
+        self.bytes_written += len(data)
+        while len(self._buf) >= self._part_size:
+            await self._upload_part(self._part_size)
+
+    async def complete(self) -> None:
+        """Upload what is buffered and make the object visible."""
+        if self._upload_id is None:
+            with _mapped_errors(self._bucket, self._key):
+                await self._client.put_object(
+                    Bucket=self._bucket,
+                    Key=self._key,
+                    Body=bytes(self._buf),
+                    ContentType=self._content_type,
+                )
+            self._buf.clear()
+            return
+        if self._buf:
+            await self._upload_part(len(self._buf))
+        with _mapped_errors(self._bucket, self._key):
+            await self._client.complete_multipart_upload(
+                Bucket=self._bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                MultipartUpload={"Parts": self._parts},
+            )
+
+    async def abort(self) -> None:
+        """Drop the multipart upload and its parts; failures are logged, not raised."""
+        self._buf.clear()
+        if self._upload_id is None:
+            return
+        try:
+            with _mapped_errors(self._bucket, self._key):
+                await self._client.abort_multipart_upload(
+                    Bucket=self._bucket, Key=self._key, UploadId=self._upload_id
+                )
+        except ObjectStoreError:
+            logger.warning(
+                "multipart upload abort failed",
+                extra={"action": "s3_abort", "bucket": self._bucket, "key": self._key},
+                exc_info=True,
+            )
+
+    async def _start(self) -> str:
+        """Create the multipart upload; its id."""
+        with _mapped_errors(self._bucket, self._key):
+            response = await self._client.create_multipart_upload(
+                Bucket=self._bucket, Key=self._key, ContentType=self._content_type
+            )
+        return str(response["UploadId"])
+
+    async def _upload_part(self, size: int) -> None:
+        """Upload the first `size` buffered bytes as the next part."""
+        if self._upload_id is None:
+            self._upload_id = await self._start()
+        if len(self._parts) >= MAX_PARTS:
+            raise ObjectStoreError(f"s3://{self._bucket}/{self._key}: more than {MAX_PARTS} parts")
+        number = len(self._parts) + 1
+        body = bytes(self._buf[:size])
+        with _mapped_errors(self._bucket, self._key):
+            response = await self._client.upload_part(
+                Bucket=self._bucket,
+                Key=self._key,
+                UploadId=self._upload_id,
+                PartNumber=number,
+                Body=body,
+            )
+        del self._buf[:size]
+        self._parts.append({"ETag": response["ETag"], "PartNumber": number})
+
+
+class ObjectStore:
+    """An S3 client opened once (`async with`) and shared by every call."""
+
+    def __init__(
+        self,
+        endpoint_url: str | None,
+        region: str,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        *,
+        path_style: bool = False,
+        max_attempts: int = 5,
+    ) -> None:
+        self._endpoint_url = endpoint_url
+        self._region = region
+        self._access_key_id = access_key_id
+        self._secret_access_key = secret_access_key
+        self._config = AioConfig(
+            signature_version="s3v4",
+            s3={"addressing_style": "path" if path_style else "auto"},
+            retries={"mode": "standard", "max_attempts": max_attempts},
+            connect_timeout=10,
+            read_timeout=60,
+            # S3-compatible servers often reject the newer default checksum headers.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._client: Any = None
+
+    async def __aenter__(self) -> Self:
+        """Open the client."""
+        session = aioboto3.Session()
+        creator = session.client(
+            "s3",
+            endpoint_url=self._endpoint_url,
+            region_name=self._region,
+            aws_access_key_id=self._access_key_id,
+            aws_secret_access_key=self._secret_access_key,
+            config=self._config,
+        )
+        async with contextlib.AsyncExitStack() as stack:
+            self._client = await stack.enter_async_context(creator)
+            self._stack = stack.pop_all()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Close the client."""
+        stack, self._stack, self._client = self._stack, None, None
+        if stack is not None:
+            await stack.aclose()
+
+    @property
+    def client(self) -> Any:
+        """The open aiobotocore S3 client."""
+        if self._client is None:
+            raise RuntimeError("ObjectStore is not open; use `async with ObjectStore(...)`")
+        return self._client
+
+    async def iter_object(
+        self, bucket: str, key: str, start: int = 0
+    ) -> AsyncGenerator[bytes, None]:
+        """The object's bytes from `start` to its end, chunk by chunk, never whole."""
+        with _mapped_errors(bucket, key):
+            try:
+                response = await self._get(bucket, key, start)
+            except boto_errors.ClientError as exc:
+                if not _is_invalid_range(exc) or await self.head(bucket, key) != start:
+                    raise
+                return  # resuming exactly at the end: nothing left to read
+        body = response["Body"]
+        try:
+            while True:
+                with _mapped_errors(bucket, key):
+                    chunk = await body.read(READ_CHUNK_SIZE)
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            body.close()
+
+    async def _get(self, bucket: str, key: str, start: int) -> Any:
+        """The GetObject response, ranged from `start` when it is past the beginning."""
+        if start > 0:
+            return await self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-")
+        return await self.client.get_object(Bucket=bucket, Key=key)
+
+    async def head(self, bucket: str, key: str) -> int:
+        """The object's size in bytes."""
+        try:
+            with _mapped_errors(bucket, key):
+                response = await self.client.head_object(Bucket=bucket, Key=key)
+        except ObjectNotFound:
+            await self._check_bucket(bucket)
+            raise
+        return int(response["ContentLength"])
+
+    async def _check_bucket(self, bucket: str) -> None:
+        """Raise `BucketNotFound` when the bucket is missing (HEAD answers a bare 404)."""
+        try:
+            with _mapped_errors(bucket):
+                await self.client.head_bucket(Bucket=bucket)
+        except ObjectNotFound as exc:
+            raise BucketNotFound(f"s3://{bucket}: the bucket does not exist") from exc
+
+    @contextlib.asynccontextmanager
+    async def multipart_upload(
+        self,
+        bucket: str,
+        key: str,
+        content_type: str = "text/csv",
+        part_size: int = DEFAULT_PART_SIZE,
+    ) -> AsyncIterator[MultipartWriter]:
+        """A writer whose bytes become the object on a clean exit; any failure aborts it."""
+        if part_size < MIN_PART_SIZE:
+            raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes")
+        writer = MultipartWriter(self.client, bucket, key, content_type, part_size)
+        try:
+            yield writer
+            await writer.complete()
+        except BaseException:
+            await _run_shielded(writer.abort())
+            raise
+
+    async def put_bytes(
+        self, bucket: str, key: str, data: bytes, content_type: str = "text/csv"
+    ) -> None:
+        """Write a small object in one request."""
+        with _mapped_errors(bucket, key):
+            await self.client.put_object(
+                Bucket=bucket, Key=key, Body=data, ContentType=content_type
+            )
+
+    async def delete(self, bucket: str, key: str) -> None:
+        """Delete the object; deleting a missing object succeeds."""
+        with _mapped_errors(bucket, key):
+            await self.client.delete_object(Bucket=bucket, Key=key)
+
+    async def presign_put(
+        self, bucket: str, key: str, expires_s: int, content_type: str | None = None
+    ) -> str:
+        """A URL that lets anyone PUT this object until it expires."""
+        params = {"Bucket": bucket, "Key": key}
+        if content_type is not None:
+            params["ContentType"] = content_type
+        return await self._presign("put_object", params, expires_s)
+
+    async def presign_get(self, bucket: str, key: str, expires_s: int) -> str:
+        """A URL that lets anyone GET this object until it expires."""
+        return await self._presign("get_object", {"Bucket": bucket, "Key": key}, expires_s)
+
+    async def _presign(self, method: str, params: dict[str, str], expires_s: int) -> str:
+        """A presigned URL for one S3 operation."""
+        with _mapped_errors(params["Bucket"], params["Key"]):
+            url = await self.client.generate_presigned_url(
+                method, Params=params, ExpiresIn=expires_s
+            )
+        return str(url)
+
+
+def _is_invalid_range(exc: boto_errors.ClientError) -> bool:
+    """True for the 416 answer to a range that starts at or past the object's end."""
+    return str(exc.response.get("Error", {}).get("Code", "")) == "InvalidRange"
