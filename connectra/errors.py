@@ -137,6 +137,33 @@ class JobNotFoundError(ConnectraError):
     http_status = 404
 
 
+class JobFinishedError(ConnectraError):
+    """the job has finished and cannot be cancelled"""
+
+    code = "ERR_JOB_FINISHED"
+    http_status = 409
+
+
+class JobNotRetryableError(ConnectraError):
+    """only a failed or failed_final job can be retried"""
+
+    code = "ERR_JOB_NOT_RETRYABLE"
+    http_status = 409
+
+
+class IdempotencyKeyReusedError(ConnectraError):
+    """this Idempotency-Key was already used with a different request"""
+
+    code = "ERR_IDEMPOTENCY_KEY_REUSED"
+    http_status = 409
+
+
+class InvalidIdempotencyKeyError(RequestError):
+    """the Idempotency-Key header must be 1 to 255 printable ASCII characters"""
+
+    code = "ERR_INVALID_IDEMPOTENCY_KEY"
+
+
 class RouteNotFoundError(ConnectraError):
     """no such endpoint"""
 
@@ -163,3 +190,4 @@ class JobFailedError(ConnectraError):
     """the job failed"""
 
     code = "ERR_JOB_FAILED"
+    transient = True

@@ -21,23 +21,34 @@ class JobStatus(StrEnum):
     FAILED = "failed"
     RETRY_IN_QUEUED = "retry_in_queued"
     RETRYING = "retrying"
+    FAILED_FINAL = "failed_final"
+    ABORTED = "aborted"
 
 
 S = JobStatus
 
 ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    S.OPEN: frozenset({S.IN_QUEUE}),
-    # A queued job is either started or handed back on shutdown.
-    S.IN_QUEUE: frozenset({S.PROCESSING, S.OPEN}),
-    # A running job cut short by a shutdown goes back to open without burning an attempt.
-    S.PROCESSING: frozenset({S.COMPLETED, S.FAILED, S.OPEN}),
-    S.FAILED: frozenset({S.RETRY_IN_QUEUED}),
-    S.RETRY_IN_QUEUED: frozenset({S.RETRYING, S.FAILED}),
-    S.RETRYING: frozenset({S.COMPLETED, S.FAILED}),
+    S.OPEN: frozenset({S.IN_QUEUE, S.ABORTED}),
+    # A queued job is started, handed back (shutdown, rescue) or cancelled.
+    S.IN_QUEUE: frozenset({S.PROCESSING, S.OPEN, S.ABORTED}),
+    # A run cut short by a shutdown goes back to open without burning an attempt; a run whose
+    # runner died is rescued to failed or failed_final like any failure.
+    S.PROCESSING: frozenset({S.COMPLETED, S.FAILED, S.FAILED_FINAL, S.OPEN, S.ABORTED}),
+    # `open` here is the manual retry (a fresh attempt budget).
+    S.FAILED: frozenset({S.RETRY_IN_QUEUED, S.OPEN, S.ABORTED}),
+    S.RETRY_IN_QUEUED: frozenset({S.RETRYING, S.FAILED, S.ABORTED}),
+    S.RETRYING: frozenset({S.COMPLETED, S.FAILED, S.FAILED_FINAL, S.ABORTED}),
+    S.FAILED_FINAL: frozenset({S.OPEN}),
     S.COMPLETED: frozenset(),
+    S.ABORTED: frozenset(),
 }
 
-TERMINAL_STATUSES = frozenset({S.COMPLETED})
+# No runner will touch a job in these states again (a manual retry may reopen failed_final).
+FINISHED_STATUSES = frozenset({S.COMPLETED, S.FAILED_FINAL, S.ABORTED})
+# States in which a runner holds the job (in its queue or running it).
+HELD_STATUSES = frozenset({S.IN_QUEUE, S.PROCESSING, S.RETRY_IN_QUEUED, S.RETRYING})
+# States a manual retry may reopen.
+REOPENABLE_STATUSES = frozenset({S.FAILED, S.FAILED_FINAL})
 
 
 def check_transition(current: JobStatus, target: JobStatus) -> None:
@@ -61,8 +72,8 @@ class RunnerKind:
         check_transition(self.claims, self.queued)
         check_transition(self.queued, self.running)
         check_transition(self.queued, self.handed_back)
-        check_transition(self.running, S.COMPLETED)
-        check_transition(self.running, S.FAILED)
+        for outcome in (S.COMPLETED, S.FAILED, S.FAILED_FINAL, S.ABORTED):
+            check_transition(self.running, outcome)
 
 
 FIRST_TIME = RunnerKind("first_time", S.OPEN, S.IN_QUEUE, S.PROCESSING, S.OPEN)
@@ -86,6 +97,9 @@ class Job:
     attempts: int
     runner_id: str | None
     heartbeat_at: datetime | None
+    cancel_requested_at: datetime | None
+    checkpoint: dict[str, Any] | None
+    rescue_count: int
     created_at: datetime
     updated_at: datetime
     started_at: datetime | None
@@ -115,6 +129,8 @@ def job_to_json(job: Job) -> dict[str, Any]:
         "started_at": _iso(job.started_at),
         "completed_at": _iso(job.completed_at),
         "runner_id": job.runner_id,
+        "cancel_requested_at": _iso(job.cancel_requested_at),
+        "rescue_count": job.rescue_count,
     }
 
 

@@ -8,6 +8,8 @@ from typing import Annotated, Self
 
 from pydantic import (
     AliasChoices,
+    BaseModel,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -17,6 +19,22 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from connectra.retry import RetryBackoff, RetryPolicy
+
+
+class TimeLimits(BaseModel):
+    """Per job type: past `soft` seconds a warning is logged; past `hard` the job is stopped."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    soft: float | None = Field(default=None, gt=0)
+    hard: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _soft_before_hard(self) -> Self:
+        """A soft limit after the hard one would never be seen."""
+        if self.soft is not None and self.hard is not None and self.soft > self.hard:
+            raise ValueError("the soft time limit must not exceed the hard one")
+        return self
 
 
 class Settings(BaseSettings):
@@ -38,6 +56,17 @@ class Settings(BaseSettings):
     )
     job_in_queue_size: int = Field(default=100, ge=1, le=100_000, alias="JOB_IN_QUEUE_SIZE")
     shutdown_grace_seconds: float = Field(default=30, ge=0, alias="SHUTDOWN_GRACE_SECONDS")
+
+    heartbeat_interval_seconds: float = Field(
+        default=5, gt=0, le=3600, alias="HEARTBEAT_INTERVAL_SECONDS"
+    )
+    lease_seconds: float = Field(default=60, gt=0, alias="LEASE_SECONDS")
+    job_ttl_days: float = Field(default=7, gt=0, alias="JOB_TTL_DAYS")
+    result_ttl_days: float = Field(default=7, gt=0, alias="RESULT_TTL_DAYS")
+    cleanup_interval_seconds: float = Field(default=600, gt=0, alias="CLEANUP_INTERVAL_SECONDS")
+    idempotency_key_ttl_hours: float = Field(default=24, gt=0, alias="IDEMPOTENCY_KEY_TTL_HOURS")
+
+    job_time_limits: dict[str, TimeLimits] = Field(default_factory=dict, alias="JOB_TIME_LIMITS")
 
     retry_backoff: RetryBackoff = Field(default=RetryBackoff.FIXED, alias="RETRY_BACKOFF")
     retry_max_delay_seconds: float = Field(default=3600, gt=0, alias="RETRY_MAX_DELAY_SECONDS")
@@ -105,6 +134,16 @@ class Settings(BaseSettings):
             )
         return self
 
+    @model_validator(mode="after")
+    def _lease_outlives_heartbeats(self) -> Self:
+        """A lease must survive a few missed heartbeats, or live jobs get rescued."""
+        if self.lease_seconds < 3 * self.heartbeat_interval_seconds:
+            raise ValueError(
+                "LEASE_SECONDS must be at least 3 x HEARTBEAT_INTERVAL_SECONDS "
+                f"({3 * self.heartbeat_interval_seconds:g})"
+            )
+        return self
+
     @property
     def pool_size(self) -> int:
         """Connections per process: two per consumer (bulk jobs pipeline) plus housekeeping."""
@@ -123,6 +162,16 @@ class Settings(BaseSettings):
         return timedelta(seconds=self.shutdown_grace_seconds)
 
     @property
+    def heartbeat_interval(self) -> timedelta:
+        """How often a runner refreshes the heartbeat of the jobs it holds."""
+        return timedelta(seconds=self.heartbeat_interval_seconds)
+
+    @property
+    def lease(self) -> timedelta:
+        """How long a job may go without a heartbeat before another runner rescues it."""
+        return timedelta(seconds=self.lease_seconds)
+
+    @property
     def retry_max_delay(self) -> timedelta:
         """The cap on any computed retry delay."""
         return timedelta(seconds=self.retry_max_delay_seconds)
@@ -130,6 +179,10 @@ class Settings(BaseSettings):
     def retry_policy(self) -> RetryPolicy:
         """The retry policy these settings describe."""
         return RetryPolicy(backoff=self.retry_backoff, max_delay=self.retry_max_delay)
+
+    def time_limits_for(self, job_type: str, default: TimeLimits) -> TimeLimits:
+        """`JOB_TIME_LIMITS` for this job type, else the job type's own limits."""
+        return self.job_time_limits.get(job_type, default)
 
     def api_key_values(self) -> tuple[bytes, ...]:
         """The accepted API keys as bytes, ready for constant-time comparison."""

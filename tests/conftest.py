@@ -1,4 +1,4 @@
-"""Real PostgreSQL for every test: a migrated template once per run, a fresh copy per test.
+"""Real PostgreSQL for every test: one database migrated once per run, emptied before each test.
 
 Where the server comes from, in order: `CONNECTRA_TEST_DATABASE_URL`; a testcontainers
 PostgreSQL when a Docker engine answers; the local server on 127.0.0.1:5432; an embedded
@@ -91,35 +91,38 @@ def _embedded_server() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-async def template_db(admin_dsn: str) -> AsyncIterator[str]:
-    """A database migrated once, copied for each test."""
-    name = f"connectra_tpl_{uuid.uuid4().hex[:12]}"
+async def session_database(admin_dsn: str) -> AsyncIterator[str]:
+    """One migrated database for the whole run, dropped at the end."""
+    name = f"connectra_test_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(admin_dsn)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
-        conn = await asyncpg.connect(with_database(admin_dsn, name))
+        url = with_database(admin_dsn, name)
+        conn = await asyncpg.connect(url)
         try:
             await migrate(conn)
         finally:
             await conn.close()
-        yield name
+        yield url
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
 
 
 @pytest.fixture
-async def database_url(admin_dsn: str, template_db: str) -> AsyncIterator[str]:
-    """A fresh, migrated database of its own for one test."""
-    name = f"connectra_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(admin_dsn)
+async def database_url(session_database: str) -> str:
+    """The run's database, emptied for this test (every table but the migration ledger)."""
+    conn = await asyncpg.connect(session_database)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_db}"')
-        yield with_database(admin_dsn, name)
-        with contextlib.suppress(asyncpg.PostgresError):
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        tables = await conn.fetch(
+            "SELECT quote_ident(tablename) AS name FROM pg_tables "
+            "WHERE schemaname = 'public' AND tablename <> 'schema_migrations'"
+        )
+        names = ", ".join(row["name"] for row in tables)
+        await conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
     finally:
-        await admin.close()
+        await conn.close()
+    return session_database
 
 
 @pytest.fixture

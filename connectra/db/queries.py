@@ -92,11 +92,20 @@ WHERE id = $1 AND status = $2 AND runner_id = $3
 RETURNING id
 """
 
-# $5 is the delay before the next attempt in seconds, NULL when no retry is left.
+# $5 is 'failed' (with $6 the delay before the next attempt) or 'failed_final' ($6 NULL).
 JOB_FAIL = """
 UPDATE jobs
-SET status = 'failed', job_response = $4,
-    run_after = now() + make_interval(secs => $5::double precision),
+SET status = $5, job_response = $4,
+    run_after = now() + make_interval(secs => $6::double precision),
+    runner_id = NULL, heartbeat_at = NULL, completed_at = now(), updated_at = now()
+WHERE id = $1 AND status = $2 AND runner_id = $3
+RETURNING id
+"""
+
+# A running job stopped because a user cancelled it.
+JOB_ABORT_RUNNING = """
+UPDATE jobs
+SET status = 'aborted', job_response = job_response || $4, run_after = NULL,
     runner_id = NULL, heartbeat_at = NULL, completed_at = now(), updated_at = now()
 WHERE id = $1 AND status = $2 AND runner_id = $3
 RETURNING id
@@ -114,4 +123,134 @@ SET status = $4,
     runner_id = NULL, heartbeat_at = NULL, updated_at = now()
 WHERE id = ANY($1::bigint[]) AND runner_id = $5 AND status IN ($2, $3)
 RETURNING id
+"""
+
+# -- leases ----------------------------------------------------------------------------------
+
+# Refresh every job this runner holds ($2 queued, $3 running); what is missing from the
+# result was taken away from us. Uses jobs_runner_idx.
+JOB_HEARTBEAT = """
+UPDATE jobs
+SET heartbeat_at = now()
+WHERE runner_id = $1 AND status IN ($2, $3)
+RETURNING id, cancel_requested_at IS NOT NULL AS cancel_requested
+"""
+
+# Held jobs whose runner has not heartbeated for $1 seconds. Uses jobs_heartbeat_idx.
+JOB_RESCUE_CANDIDATES = """
+SELECT * FROM jobs
+WHERE status IN ('in_queue', 'processing', 'retry_in_queued', 'retrying')
+  AND heartbeat_at < now() - make_interval(secs => $1::double precision)
+ORDER BY heartbeat_at
+LIMIT $2
+FOR UPDATE SKIP LOCKED
+"""
+
+# $2 new status, $3 delay before the retry (NULL: none), $4 fields merged into job_response.
+JOB_RESCUE = """
+UPDATE jobs
+SET status = $2,
+    run_after = now() + make_interval(secs => $3::double precision),
+    completed_at = CASE WHEN $2 IN ('failed', 'failed_final', 'aborted') THEN now() END,
+    job_response = job_response || $4,
+    rescue_count = rescue_count + 1, runner_id = NULL, heartbeat_at = NULL, updated_at = now()
+WHERE id = $1
+"""
+
+# Save how far a resumable job got. Guarded like every write of a held job.
+JOB_SAVE_CHECKPOINT = """
+UPDATE jobs
+SET checkpoint = $4, heartbeat_at = now(), updated_at = now()
+WHERE id = $1 AND status = $2 AND runner_id = $3
+RETURNING id
+"""
+
+# -- job control -----------------------------------------------------------------------------
+
+# Cancel a job nobody is running: it is aborted at once. Uses jobs_uuid_key.
+JOB_CANCEL_WAITING = """
+UPDATE jobs
+SET status = 'aborted', cancel_requested_at = now(), run_after = NULL, runner_id = NULL,
+    heartbeat_at = NULL, completed_at = now(), updated_at = now(),
+    job_response = job_response || '{"messages": "job cancelled"}'::jsonb
+WHERE uuid = $1 AND status IN ('open', 'in_queue', 'failed', 'retry_in_queued')
+RETURNING *
+"""
+
+# Cancel a running job: the runner holding it sees the request and stops it.
+JOB_CANCEL_RUNNING = """
+UPDATE jobs
+SET cancel_requested_at = coalesce(cancel_requested_at, now()), updated_at = now()
+WHERE uuid = $1 AND status IN ('processing', 'retrying')
+RETURNING *
+"""
+
+# A manual retry: a failed job starts over as open with a fresh attempt budget.
+JOB_REOPEN = """
+UPDATE jobs
+SET status = 'open', attempts = 0, run_after = NULL, completed_at = NULL,
+    cancel_requested_at = NULL, updated_at = now(),
+    job_response = job_response || '{"messages": "reopened for a manual retry"}'::jsonb
+WHERE uuid = $1 AND status IN ('failed', 'failed_final')
+RETURNING *
+"""
+
+# -- idempotency keys ------------------------------------------------------------------------
+
+IDEMPOTENCY_KEY_DROP_EXPIRED = (
+    "DELETE FROM job_idempotency_keys WHERE key = $1 AND expires_at <= now()"
+)
+
+IDEMPOTENCY_KEY_GET = """
+SELECT k.fingerprint, j.* FROM job_idempotency_keys k JOIN jobs j ON j.id = k.job_id
+WHERE k.key = $1
+"""
+
+# Waits for a concurrent insert of the same key, then does nothing: the caller retries.
+IDEMPOTENCY_KEY_INSERT = """
+INSERT INTO job_idempotency_keys (key, fingerprint, job_id, expires_at)
+VALUES ($1, $2, $3, now() + make_interval(secs => $4::double precision))
+ON CONFLICT (key) DO NOTHING
+RETURNING key
+"""
+
+# -- retention ---------------------------------------------------------------------------------
+
+# Finished jobs older than $1 days, a small batch at a time. Uses jobs_finished_idx.
+JOB_DELETE_EXPIRED = """
+WITH doomed AS (
+    SELECT id FROM jobs
+    WHERE status IN ('completed', 'failed_final', 'aborted')
+      AND completed_at < now() - make_interval(days => $1::double precision)
+    ORDER BY completed_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+DELETE FROM jobs USING doomed WHERE jobs.id = doomed.id
+RETURNING jobs.id, jobs.job_type, jobs.data, jobs.job_response
+"""
+
+# Finished jobs whose result objects are older than $1 days and not yet deleted.
+JOB_RESULTS_EXPIRED = """
+SELECT id, job_type, data, job_response FROM jobs
+WHERE status IN ('completed', 'failed_final', 'aborted')
+  AND completed_at < now() - make_interval(days => $1::double precision)
+  AND ((job_type = 'export_csv_file' AND job_response ? 's3_key')
+       OR job_response ? 'failed_rows_s3_key')
+  AND NOT job_response ? 'results_deleted_at'
+ORDER BY completed_at
+LIMIT $2
+"""
+
+JOB_MARK_RESULTS_DELETED = """
+UPDATE jobs
+SET job_response = job_response || jsonb_build_object('results_deleted_at', now())
+WHERE id = $1
+"""
+
+IDEMPOTENCY_KEY_DELETE_EXPIRED = """
+DELETE FROM job_idempotency_keys
+WHERE key IN (
+    SELECT key FROM job_idempotency_keys WHERE expires_at <= now() LIMIT $1
+)
 """

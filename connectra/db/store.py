@@ -10,7 +10,12 @@ from uuid import UUID
 import asyncpg
 
 from connectra.db import queries as q
-from connectra.errors import JobLostError, JobNotFoundError
+from connectra.errors import (
+    JobFinishedError,
+    JobLostError,
+    JobNotFoundError,
+    JobNotRetryableError,
+)
 from connectra.jobs import FIRST_TIME, Job, JobStatus, RunnerKind, check_transition
 
 
@@ -29,6 +34,9 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
         attempts=row["attempts"],
         runner_id=row["runner_id"],
         heartbeat_at=row["heartbeat_at"],
+        cancel_requested_at=row["cancel_requested_at"],
+        checkpoint=row["checkpoint"],
+        rescue_count=row["rescue_count"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         started_at=row["started_at"],
@@ -115,14 +123,60 @@ class JobStore:
         runner_id: str,
         response: dict[str, Any],
         retry_in: timedelta | None,
-    ) -> None:
-        """Mark a running job failed; `retry_in` None means it will not be retried."""
-        check_transition(kind.running, JobStatus.FAILED)
+    ) -> JobStatus:
+        """Mark a running job failed, or failed_final when `retry_in` is None; return which."""
+        status = JobStatus.FAILED if retry_in is not None else JobStatus.FAILED_FINAL
+        check_transition(kind.running, status)
         delay = None if retry_in is None else retry_in.total_seconds()
         done = await self.pool.fetchval(
-            q.JOB_FAIL, job.id, kind.running, runner_id, response, delay
+            q.JOB_FAIL, job.id, kind.running, runner_id, response, status, delay
         )
         _held(done, job)
+        return status
+
+    async def abort_running(
+        self, job: Job, kind: RunnerKind, runner_id: str, response: dict[str, Any]
+    ) -> None:
+        """Mark a running job aborted after it stopped on a user's request."""
+        check_transition(kind.running, JobStatus.ABORTED)
+        done = await self.pool.fetchval(
+            q.JOB_ABORT_RUNNING, job.id, kind.running, runner_id, response
+        )
+        _held(done, job)
+
+    async def save_checkpoint(
+        self, job: Job, kind: RunnerKind, runner_id: str, checkpoint: dict[str, Any]
+    ) -> None:
+        """Record how far a running job got, for its next attempt to resume from."""
+        done = await self.pool.fetchval(
+            q.JOB_SAVE_CHECKPOINT, job.id, kind.running, runner_id, checkpoint
+        )
+        _held(done, job)
+
+    async def heartbeat(self, kind: RunnerKind, runner_id: str) -> dict[int, bool]:
+        """Refresh every job this runner holds; map each still held to its cancel request."""
+        rows = await self.pool.fetch(q.JOB_HEARTBEAT, runner_id, kind.queued, kind.running)
+        return {row["id"]: row["cancel_requested"] for row in rows}
+
+    async def cancel(self, uuid: UUID) -> Job:
+        """Abort a waiting job at once, or ask the runner of a running job to stop it."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(q.JOB_CANCEL_WAITING, uuid)
+            row = row or await conn.fetchrow(q.JOB_CANCEL_RUNNING, uuid)
+        if row is not None:
+            return job_from_row(row)
+        job = await self.get(uuid)
+        raise JobFinishedError(f"job {uuid} is {job.status} and cannot be cancelled")
+
+    async def reopen(self, uuid: UUID) -> Job:
+        """A manual retry: reopen a failed or finally failed job with a fresh attempt budget."""
+        row = await self.pool.fetchrow(q.JOB_REOPEN, uuid)
+        if row is not None:
+            return job_from_row(row)
+        job = await self.get(uuid)
+        raise JobNotRetryableError(
+            f"job {uuid} is {job.status}; only failed or failed_final jobs can be retried"
+        )
 
     async def hand_back(self, jobs: Iterable[Job], kind: RunnerKind, runner_id: str) -> int:
         """Give back queued or running jobs on shutdown; return how many went back."""

@@ -14,7 +14,7 @@ from connectra.errors import InvalidJobDataError, JobTypeUnavailableError, Unkno
 from connectra.jobs import Job
 from connectra.logs import BoundLogger
 from connectra.objectstore import ObjectStore
-from connectra.settings import Settings
+from connectra.settings import Settings, TimeLimits
 
 DataT = TypeVar("DataT", bound=BaseModel)
 
@@ -24,6 +24,10 @@ ProgressReporter = Callable[[dict[str, Any]], Awaitable[None]]
 
 async def _ignore_progress(progress: dict[str, Any]) -> None:
     """Progress goes nowhere (handlers run outside a runner, e.g. in unit tests)."""
+
+
+async def _ignore_checkpoint(checkpoint: dict[str, Any]) -> None:
+    """Checkpoints go nowhere (handlers run outside a runner, e.g. in unit tests)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +49,7 @@ class JobContext:
     log: BoundLogger
     services: Services = field(default_factory=Services)
     report_progress: ProgressReporter = _ignore_progress
+    save_checkpoint: ProgressReporter = _ignore_checkpoint
 
 
 Handler = Callable[[JobContext, DataT], Awaitable[dict[str, Any] | None]]
@@ -61,6 +66,7 @@ class JobType(Generic[DataT]):
     data_model: type[DataT]
     handler: Handler[DataT]
     description: str = ""
+    time_limits: TimeLimits = field(default_factory=TimeLimits)
 
     def parse(self, data: object) -> DataT:
         """Validate raw `job_data` against this type's model."""

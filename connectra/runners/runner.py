@@ -1,4 +1,5 @@
-"""One runner: a ticker that claims jobs into a bounded queue, and consumers that run them.
+"""One runner: a ticker that claims jobs into a bounded queue, consumers that run them, and
+a lease keeper that heartbeats every job the runner holds.
 
 The ticker never claims more jobs than the queue has room for, so every claimed job is
 either in the queue or in a consumer's hands. On stop, the ticker stops claiming, idle
@@ -12,7 +13,7 @@ import contextlib
 import logging
 import os
 import socket
-import traceback
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -20,20 +21,20 @@ from typing import Any
 
 from connectra.db.pool import DATABASE_DOWN
 from connectra.db.store import JobStore
-from connectra.errors import ConnectraError
 from connectra.jobs import Job, RunnerKind
 from connectra.logs import BoundLogger
-from connectra.processors.base import JobContext, JobTypeRegistry, Services
+from connectra.processors.base import JobTypeRegistry, Services
 from connectra.retry import RetryPolicy
+from connectra.runners.execution import Executor, StopReason
 from connectra.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# A status write that fails for these leaves the job to the rescuer instead of crashing.
-STATUS_WRITE_ERRORS: tuple[type[Exception], ...] = (ConnectraError, *DATABASE_DOWN)
-# How long final writes (hand-back, last status) may take once we are stopping.
+# How long final writes (hand-back) may take once we are stopping.
 FINAL_WRITE_TIMEOUT = 5.0
-MAX_RUNTIME_ERRORS = 20
+# Without a successful heartbeat for this share of the lease, a runner gives up its jobs
+# before anyone can rescue them, so a job never runs on two runners at once.
+FENCE_SHARE = 0.75
 # Wake a little after a retry falls due, so the claim's `run_after <= now()` holds.
 DUE_SLACK = 0.01
 
@@ -53,6 +54,8 @@ class RunnerConfig:
     tick_interval: timedelta
     shutdown_grace: timedelta
     retry_policy: RetryPolicy
+    heartbeat_interval: timedelta = timedelta(seconds=5)
+    lease: timedelta = timedelta(seconds=60)
 
     @classmethod
     def from_settings(cls, settings: Settings, kind: RunnerKind, concurrency: int) -> RunnerConfig:
@@ -64,6 +67,8 @@ class RunnerConfig:
             tick_interval=settings.ticker_interval,
             shutdown_grace=settings.shutdown_grace,
             retry_policy=settings.retry_policy(),
+            heartbeat_interval=settings.heartbeat_interval,
+            lease=settings.lease,
         )
 
 
@@ -94,35 +99,59 @@ class Runner:
         services: Services | None = None,
     ) -> None:
         self.store = store
-        self.services = services or Services(pool=store.pool)
-        self.registry = registry
-        self.settings = settings
         self.config = config
         self.kind = config.kind
         self.runner_id = runner_id or new_runner_id(config.kind)
         self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=config.queue_size)
+        self.executor = Executor(
+            store=store,
+            registry=registry,
+            settings=settings,
+            services=services or Services(pool=store.pool),
+            kind=config.kind,
+            runner_id=self.runner_id,
+            retry_policy=config.retry_policy,
+            is_fenced=self._is_fenced,
+        )
+        self._queued: dict[int, Job] = {}
+        self._lost: set[int] = set()
         self._wake = asyncio.Event()
+        self._check_leases = asyncio.Event()
         self._idle: set[asyncio.Task[None]] = set()
         self._backlog = False
+        self._last_heartbeat = time.monotonic()
         self._log = BoundLogger(log, {"runner_id": self.runner_id})
 
     def wake(self) -> None:
         """Claim now instead of at the next tick (a job was just created)."""
         self._wake.set()
 
+    def check_leases(self) -> None:
+        """Heartbeat now (a cancel was requested), instead of at the next interval."""
+        self._check_leases.set()
+
     async def run(self, stopping: Stopping) -> None:
         """Run until asked to stop, then hand back everything not finished."""
         self._log.info("runner started", extra={"action": "runner_start"})
         try:
-            async with asyncio.TaskGroup() as tg:
-                consumers = [
-                    tg.create_task(self._consume(stopping)) for _ in range(self.config.concurrency)
-                ]
-                tg.create_task(self._tick(stopping))
-                tg.create_task(self._stop_when_asked(stopping, consumers))
+            async with asyncio.TaskGroup() as outer:
+                leases = outer.create_task(self._keep_leases())
+                try:
+                    await self._work(stopping)
+                finally:
+                    leases.cancel()
         finally:
             await _final(self._hand_back_queue())
             self._log.info("runner stopped", extra={"action": "runner_stop"})
+
+    async def _work(self, stopping: Stopping) -> None:
+        """The ticker and the consumers, until a stop has let them finish."""
+        async with asyncio.TaskGroup() as tg:
+            consumers = [
+                tg.create_task(self._consume(stopping)) for _ in range(self.config.concurrency)
+            ]
+            tg.create_task(self._tick(stopping))
+            tg.create_task(self._stop_when_asked(stopping, consumers))
 
     # -- the ticker ------------------------------------------------------------------------
 
@@ -150,12 +179,15 @@ class Runner:
 
     async def _claim(self, free: int) -> bool:
         """One claim of up to `free` jobs; True when it filled them all (more may wait)."""
+        if self._is_fenced():
+            return False  # no lease can be kept while heartbeats fail: take nothing new
         try:
             jobs = await self.store.claim(self.kind, self.runner_id, free)
         except DATABASE_DOWN as exc:
             self._log.warning("claim failed: %s", exc, extra={"action": "claim_failed"})
             return False
         for job in jobs:
+            self._queued[job.id] = job
             self.queue.put_nowait(job)  # never blocks: we asked for at most `free` jobs
         if jobs:
             self._log.debug("claimed %d jobs", len(jobs), extra={"action": "claim"})
@@ -178,74 +210,66 @@ class Runner:
             await self._execute(job)
 
     async def _execute(self, job: Job) -> None:
-        """Run one job from queued to completed or failed."""
+        """Run one queued job, unless it was taken from us while it waited."""
+        self._queued.pop(job.id, None)
+        if job.id in self._lost:
+            self._lost.discard(job.id)
+            return
         try:
-            await self._start_and_run(job)
+            await self.executor.execute(job)
         except asyncio.CancelledError:
             self._log.warning(
                 "job %s interrupted; handing it back", job.uuid, extra={"action": "job_hand_back"}
             )
-            await _final(self.store.hand_back([job], self.kind, self.runner_id))
+            await _final(self.executor.hand_back([job]))
             raise
 
-    async def _start_and_run(self, job: Job) -> None:
-        """Mark the job running, run its handler, record the outcome."""
+    # -- leases ----------------------------------------------------------------------------
+
+    async def _keep_leases(self) -> None:
+        """Heartbeat every held job; stop those taken from us or cancelled by a user."""
+        interval = self.config.heartbeat_interval.total_seconds()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._check_leases.wait(), interval)
+            self._check_leases.clear()
+            await self._heartbeat()
+
+    async def _heartbeat(self) -> None:
+        """One heartbeat; judge only jobs held before it was sent."""
+        queued, running = set(self._queued), set(self.executor.running)
         try:
-            attempt = await self.store.start(job, self.kind, self.runner_id)
-        except STATUS_WRITE_ERRORS as exc:
-            self._log.error("could not start job %s: %s", job.uuid, exc)
+            held = await self.store.heartbeat(self.kind, self.runner_id)
+        except DATABASE_DOWN as exc:
+            self._log.warning("heartbeat failed: %s", exc, extra={"action": "heartbeat_failed"})
+            if self._is_fenced():
+                self._give_up_everything()
             return
-        ctx = self._context(job, attempt)
-        ctx.log.info("job started", extra={"action": "job_start"})
-        try:
-            result = await self.registry.get(job.job_type).run(ctx)
-        except Exception as exc:
-            await self._record_failure(ctx, exc)
-        else:
-            await self._record_success(ctx, result)
+        self._last_heartbeat = time.monotonic()
+        for job_id in running:
+            execution = self.executor.running.get(job_id)
+            if execution is None:
+                continue
+            if job_id not in held:
+                execution.stop(StopReason.LOST)
+            elif held[job_id]:
+                execution.stop(StopReason.ABORTED)
+        self._lost |= {job_id for job_id in queued if job_id not in held and job_id in self._queued}
 
-    def _context(self, job: Job, attempt: int) -> JobContext:
-        """The context one attempt of a job runs with."""
-        fields = {"runner_id": self.runner_id, "job_uuid": str(job.uuid), "attempt": attempt}
+    def _is_fenced(self) -> bool:
+        """True when heartbeats failed for so long that our leases may have run out."""
+        fence = self.config.lease.total_seconds() * FENCE_SHARE
+        return time.monotonic() - self._last_heartbeat > fence
 
-        async def report_progress(progress: dict[str, Any]) -> None:
-            await self.store.report_progress(job, self.kind, self.runner_id, progress)
-
-        return JobContext(
-            job=job,
-            attempt=attempt,
-            settings=self.settings,
-            log=BoundLogger(log, fields),
-            services=self.services,
-            report_progress=report_progress,
+    def _give_up_everything(self) -> None:
+        """Our leases may be gone: stop every running job and drop the queued ones."""
+        self._log.error(
+            "no heartbeat for most of the lease; giving up held jobs",
+            extra={"action": "lease_fenced"},
         )
-
-    async def _record_success(self, ctx: JobContext, result: dict[str, Any] | None) -> None:
-        """Mark the job completed with what the handler returned."""
-        response: dict[str, Any] = {"runtime_errors": [], "messages": "job completed"}
-        response.update(result or {})
-        try:
-            await self.store.complete(ctx.job, self.kind, self.runner_id, response)
-        except STATUS_WRITE_ERRORS as exc:
-            ctx.log.error("could not record completion: %s", exc)
-            return
-        ctx.log.info("job completed", extra={"action": "job_complete"})
-
-    async def _record_failure(self, ctx: JobContext, exc: Exception) -> None:
-        """Mark the job failed, with when (if ever) it runs again."""
-        job = ctx.job
-        retry_in = self.config.retry_policy.delay(
-            attempts=ctx.attempt, retry_count=job.retry_count, retry_interval=job.retry_interval
-        )
-        response = failure_response(job, exc, retry_in)
-        try:
-            await self.store.fail(job, self.kind, self.runner_id, response, retry_in)
-        except STATUS_WRITE_ERRORS as write_exc:
-            ctx.log.error("could not record failure: %s", write_exc)
-            return
-        ctx.log.warning(
-            "job failed: %s", exc, extra={"action": "job_fail", "error_code": error_code(exc)}
-        )
+        for execution in list(self.executor.running.values()):
+            execution.stop(StopReason.LOST)
+        self._lost |= set(self._queued)
 
     # -- stopping --------------------------------------------------------------------------
 
@@ -266,9 +290,12 @@ class Runner:
         """Jobs still waiting in memory go back, attempts untouched."""
         jobs = []
         while not self.queue.empty():
-            jobs.append(self.queue.get_nowait())
+            job = self.queue.get_nowait()
+            if job.id not in self._lost:
+                jobs.append(job)
+        self._queued.clear()
         if jobs:
-            count = await self.store.hand_back(jobs, self.kind, self.runner_id)
+            count = await self.executor.hand_back(jobs)
             self._log.info(
                 "handed back %d queued jobs", count, extra={"action": "hand_back_queued"}
             )
@@ -294,33 +321,6 @@ async def _wait_for_grace(
             pending.discard(hard_stop)
     finally:
         hard_stop.cancel()
-
-
-def error_code(exc: BaseException) -> str:
-    """The `ERR_...` code of an exception; unexpected ones are internal errors."""
-    return exc.code if isinstance(exc, ConnectraError) else "ERR_INTERNAL"
-
-
-def failure_response(job: Job, exc: Exception, retry_in: timedelta | None) -> dict[str, Any]:
-    """The `job_response` of a failed attempt: the seed's fields plus a structured error."""
-    message = str(exc) or type(exc).__name__
-    runtime_errors = list(job.job_response.get("runtime_errors", []))[-MAX_RUNTIME_ERRORS + 1 :]
-    runtime_errors.append(f"{error_code(exc)}: {message}")
-    outcome = "will retry" if retry_in is not None else "no retries left"
-    return {
-        "runtime_errors": runtime_errors,
-        "messages": f"job failed ({outcome})",
-        "error": {
-            "code": error_code(exc),
-            "message": message,
-            "details": {"type": type(exc).__name__, "traceback": _short_traceback(exc)},
-        },
-    }
-
-
-def _short_traceback(exc: BaseException) -> list[str]:
-    """The last few frames, enough to find the failing line."""
-    return traceback.format_exception(exc, limit=-3)[-4:]
 
 
 async def _final(write: Any) -> None:

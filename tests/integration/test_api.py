@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -481,7 +482,9 @@ async def test_list_seed_body_failed_limit_100(client: Client, store: JobStore) 
     await make_jobs(store, 2)
     [claimed] = await store.claim(FIRST_TIME, "runner-1", 1)
     await store.start(claimed, FIRST_TIME, "runner-1")
-    await store.fail(claimed, FIRST_TIME, "runner-1", {"runtime_errors": ["boom"]}, None)
+    await store.fail(
+        claimed, FIRST_TIME, "runner-1", {"runtime_errors": ["boom"]}, timedelta(seconds=30)
+    )
     assert await list_uuids(client, {"status": ["failed"], "limit": 100}) == [str(claimed.uuid)]
 
 

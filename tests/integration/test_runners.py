@@ -133,15 +133,16 @@ async def test_retry_runner_honours_run_after(store: JobStore, pool: asyncpg.Poo
 async def test_retry_count_zero_is_never_retried(store: JobStore, pool: asyncpg.Pool) -> None:
     job = await store.create("sleep", {"seconds": 0, "fail_attempts": 1}, retry_interval=0)
     async with running(store, config()):
-        await eventually(lambda: _all_in(pool, "failed", 1))
+        await eventually(lambda: _all_in(pool, "failed_final", 1))
     assert (await store.get(job.uuid)).run_after is None
     async with running(store, config(RETRY, concurrency=1)):
         await asyncio.sleep(0.5)
     final = await store.get(job.uuid)
-    assert (final.status, final.attempts) == (S.FAILED, 1)
+    assert (final.status, final.attempts) == (S.FAILED_FINAL, 1)
+    assert final.job_response["messages"] == "job failed (no retries left)"
 
 
-async def test_a_job_fails_for_good_once_its_retries_are_used_up(
+async def test_a_job_is_failed_final_once_its_retries_are_used_up(
     store: JobStore, pool: asyncpg.Pool
 ) -> None:
     job = await store.create(
@@ -150,15 +151,10 @@ async def test_a_job_fails_for_good_once_its_retries_are_used_up(
     async with running(store, config()):
         await eventually(lambda: _all_in(pool, "failed", 1))
     async with running(store, config(RETRY, concurrency=1)):
-
-        async def exhausted() -> bool:
-            current = await store.get(job.uuid)
-            return current.status is S.FAILED and current.attempts == 3
-
-        await eventually(exhausted)
+        await eventually(lambda: _all_in(pool, "failed_final", 1))
         await asyncio.sleep(0.3)
     final = await store.get(job.uuid)
-    assert (final.status, final.attempts, final.run_after) == (S.FAILED, 3, None)
+    assert (final.status, final.attempts, final.run_after) == (S.FAILED_FINAL, 3, None)
     assert len(final.job_response["runtime_errors"]) == 3
     assert final.job_response["messages"] == "job failed (no retries left)"
 
@@ -230,9 +226,9 @@ async def test_wake_claims_without_waiting_for_the_tick(
 async def test_an_unknown_job_type_fails_the_job_not_the_runner(
     store: JobStore, pool: asyncpg.Pool
 ) -> None:
-    job = await store.create("no_such_type", {})
+    job = await store.create("no_such_type", {}, retry_count=3)
     async with running(store, config()):
-        await eventually(lambda: _all_in(pool, "failed", 1))
+        await eventually(lambda: _all_in(pool, "failed_final", 1))
     failed = await store.get(job.uuid)
     assert failed.job_response["error"]["code"] == "ERR_UNKNOWN_JOB_TYPE"
 

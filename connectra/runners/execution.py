@@ -1,0 +1,217 @@
+"""Running one attempt of one job: start it, run its handler within its time limits, and
+record exactly one outcome (completed, failed, failed_final or aborted).
+
+The handler runs in a task of its own so that one job can be stopped (cancelled by a user,
+lease lost, time limit) without stopping the consumer that awaits it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from connectra.db.pool import DATABASE_DOWN
+from connectra.db.store import JobStore
+from connectra.errors import ConnectraError, JobLostError
+from connectra.failures import JobTimeoutError, error_code, failure_response, is_transient
+from connectra.jobs import Job, RunnerKind
+from connectra.logs import BoundLogger
+from connectra.processors.base import JobContext, JobTypeRegistry, Services
+from connectra.retry import RetryPolicy
+from connectra.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Backoff of a status write while the database is unreachable.
+WRITE_RETRY_FIRST = 0.2
+WRITE_RETRY_MAX = 5.0
+
+
+class StopReason(StrEnum):
+    """Why a running job was stopped from outside its handler."""
+
+    ABORTED = "aborted"  # a user cancelled it
+    LOST = "lost"  # the runner no longer holds it (rescued elsewhere, or lease expired)
+
+
+@dataclass(slots=True)
+class Execution:
+    """An attempt in progress."""
+
+    ctx: JobContext
+    task: asyncio.Task[dict[str, Any] | None]
+    stop_reason: StopReason | None = None
+
+    def stop(self, reason: StopReason) -> None:
+        """Cancel the handler; the consumer records the outcome that fits the reason."""
+        if not self.task.done() and self.stop_reason is None:
+            self.stop_reason = reason
+            self.task.cancel()
+
+
+@dataclass(slots=True)
+class Executor:
+    """Runs jobs for one runner and keeps track of those running."""
+
+    store: JobStore
+    registry: JobTypeRegistry
+    settings: Settings
+    services: Services
+    kind: RunnerKind
+    runner_id: str
+    retry_policy: RetryPolicy
+    is_fenced: Callable[[], bool] = lambda: False
+    running: dict[int, Execution] = field(default_factory=dict)
+
+    async def execute(self, job: Job) -> None:
+        """Start the job and run it to one recorded outcome."""
+        try:
+            attempt = await self.store.start(job, self.kind, self.runner_id)
+        except JobLostError:
+            log.info("job %s left the queue before it started (cancelled or rescued)", job.uuid)
+            return
+        except DATABASE_DOWN as exc:
+            log.warning("could not start job %s: %s", job.uuid, exc)
+            return
+        ctx = self._context(job, attempt)
+        ctx.log.info("job started", extra={"action": "job_start"})
+        execution = Execution(ctx, asyncio.create_task(self._run_handler(ctx)))
+        self.running[job.id] = execution
+        try:
+            await self._await_outcome(execution)
+        finally:
+            del self.running[job.id]
+
+    async def _await_outcome(self, execution: Execution) -> None:
+        """Wait for the handler and record what came of it."""
+        ctx = execution.ctx
+        try:
+            result = await execution.task
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if execution.stop_reason is None or (me is not None and me.cancelling()):
+                raise  # the runner itself is stopping: the caller hands the job back
+            await self._record_stop(ctx, execution.stop_reason)
+        except Exception as exc:
+            await self._record_failure(ctx, exc)
+        else:
+            await self._record_success(ctx, result)
+
+    async def _run_handler(self, ctx: JobContext) -> dict[str, Any] | None:
+        """The job type's handler, within its soft and hard time limits."""
+        job_type = self.registry.get(ctx.job.job_type)
+        limits = self.settings.time_limits_for(job_type.name, job_type.time_limits)
+        loop = asyncio.get_running_loop()
+        warn = None
+        if limits.soft is not None:
+            warn = loop.call_later(limits.soft, _warn_soft_limit, ctx, limits.soft)
+        deadline = asyncio.timeout(limits.hard)
+        try:
+            async with deadline:
+                return await job_type.run(ctx)
+        except TimeoutError as exc:
+            if deadline.expired():
+                raise JobTimeoutError(
+                    f"the job ran past its hard time limit of {limits.hard:g}s"
+                ) from exc
+            raise
+        finally:
+            if warn is not None:
+                warn.cancel()
+
+    def _context(self, job: Job, attempt: int) -> JobContext:
+        """The context one attempt of a job runs with."""
+        fields = {"runner_id": self.runner_id, "job_uuid": str(job.uuid), "attempt": attempt}
+
+        async def report_progress(progress: dict[str, Any]) -> None:
+            await self.store.report_progress(job, self.kind, self.runner_id, progress)
+
+        async def save_checkpoint(checkpoint: dict[str, Any]) -> None:
+            await self.store.save_checkpoint(job, self.kind, self.runner_id, checkpoint)
+
+        return JobContext(
+            job=job,
+            attempt=attempt,
+            settings=self.settings,
+            log=BoundLogger(log, fields),
+            services=self.services,
+            report_progress=report_progress,
+            save_checkpoint=save_checkpoint,
+        )
+
+    async def _record_success(self, ctx: JobContext, result: dict[str, Any] | None) -> None:
+        """Mark the job completed with what the handler returned."""
+        response: dict[str, Any] = {"runtime_errors": [], "messages": "job completed"}
+        response.update(result or {})
+        if await self._persist(ctx, self.store.complete, response):
+            ctx.log.info("job completed", extra={"action": "job_complete"})
+
+    async def _record_failure(self, ctx: JobContext, exc: Exception) -> None:
+        """Mark the job failed (to be retried) or failed_final (no retry can help or is left)."""
+        job = ctx.job
+        retry_in = None
+        if is_transient(exc):
+            retry_in = self.retry_policy.delay(
+                attempts=ctx.attempt, retry_count=job.retry_count, retry_interval=job.retry_interval
+            )
+        response = failure_response(job.job_response, exc, retry_in)
+
+        async def fail(job: Job, kind: RunnerKind, runner_id: str, body: dict[str, Any]) -> None:
+            await self.store.fail(job, kind, runner_id, body, retry_in)
+
+        if await self._persist(ctx, fail, response):
+            ctx.log.warning(
+                "job failed: %s",
+                exc,
+                extra={
+                    "action": "job_fail",
+                    "error_code": error_code(exc),
+                    "retry": bool(retry_in),
+                },
+            )
+
+    async def _record_stop(self, ctx: JobContext, reason: StopReason) -> None:
+        """A job stopped from outside: aborted by a user, or no longer ours."""
+        if reason is StopReason.LOST:
+            ctx.log.warning("job lost its lease; stopped it", extra={"action": "job_lost"})
+            return
+        response = {"messages": "job cancelled while running"}
+        if await self._persist(ctx, self.store.abort_running, response):
+            ctx.log.info("job aborted", extra={"action": "job_abort"})
+
+    async def _persist(
+        self,
+        ctx: JobContext,
+        write: Callable[[Job, RunnerKind, str, dict[str, Any]], Awaitable[None]],
+        response: dict[str, Any],
+    ) -> bool:
+        """Write an outcome, retrying while the database is down and the lease is still ours."""
+        delay = WRITE_RETRY_FIRST
+        while True:
+            try:
+                await write(ctx.job, self.kind, self.runner_id, response)
+                return True
+            except ConnectraError as exc:
+                ctx.log.error("could not record the outcome: %s", exc.render())
+                return False
+            except DATABASE_DOWN as exc:
+                if self.is_fenced():
+                    ctx.log.error("outcome not recorded; the lease ran out: %s", exc)
+                    return False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, WRITE_RETRY_MAX)
+
+    async def hand_back(self, jobs: list[Job]) -> int:
+        """Give held jobs back (shutdown)."""
+        return await self.store.hand_back(jobs, self.kind, self.runner_id)
+
+
+def _warn_soft_limit(ctx: JobContext, limit: float) -> None:
+    """Past the soft limit a job goes on, but operators hear about it."""
+    ctx.log.warning(
+        "job passed its soft time limit of %gs", limit, extra={"action": "job_soft_limit"}
+    )
