@@ -227,6 +227,22 @@ def show(uuid: Annotated[UUID, typer.Argument(help="The job's uuid.")]) -> None:
     _print_json(job_to_json(job))
 
 
+@jobs_app.command("cancel")
+def cancel(uuid: Annotated[UUID, typer.Argument(help="The job's uuid.")]) -> None:
+    """Cancel a job: waiting jobs are aborted at once, running ones stop shortly."""
+    settings = _settings()
+    job = _run(lambda: _with_store(settings, lambda store: store.cancel(uuid)))
+    _print_json(job_to_json(job))
+
+
+@jobs_app.command("retry-now")
+def retry_now(uuid: Annotated[UUID, typer.Argument(help="The job's uuid.")]) -> None:
+    """Reopen a failed or failed_final job with a fresh attempt budget."""
+    settings = _settings()
+    job = _run(lambda: _with_store(settings, lambda store: store.reopen(uuid)))
+    _print_json(job_to_json(job))
+
+
 def main() -> None:
     """Entry point of the `connectra` script."""
     sys.exit(app())

@@ -139,3 +139,20 @@ def _iso(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def result_files(
+    job_type: str, data: dict[str, Any], response: dict[str, Any]
+) -> list[tuple[str | None, str]]:
+    """The (bucket, key) of files a job produced: an export's CSV, an import's failed rows.
+
+    An import's own `s3_key` is the user's source file and is never listed. Nothing is listed
+    once `results_deleted_at` is set.
+    """
+    if "results_deleted_at" in response:
+        return []
+    bucket = response.get("s3_bucket") or data.get("s3_bucket")
+    keys = [response.get("failed_rows_s3_key")]
+    if job_type == "export_csv_file":
+        keys.append(response.get("s3_key"))
+    return [(bucket, str(key)) for key in keys if key]

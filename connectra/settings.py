@@ -40,7 +40,9 @@ class TimeLimits(BaseModel):
 class Settings(BaseSettings):
     """Every knob of Connectra Jobs; the seed's variable names are kept as they are."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", frozen=True, env_ignore_empty=True
+    )
 
     database_url: str | None = Field(default=None, alias="DATABASE_URL")
     embedded_data_dir: Path = Field(default=Path(".connectra/pgdata"), alias="EMBEDDED_DATA_DIR")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from connectra.api.control import cancel_job, patch_job, readyz, retry_job
 from connectra.api.files import download_url, upload_url
 from connectra.api.handlers import create_job, get_job, healthz, list_jobs
 from connectra.api.middleware import auth_middleware, error_middleware
@@ -42,10 +43,14 @@ def create_app(
     app.add_routes(
         [
             web.get("/healthz", healthz),
+            web.get("/readyz", readyz),
             web.post("/common/jobs/create", create_job),
             web.post("/common/jobs", list_jobs),
             web.get("/common/jobs/{uuid}", get_job),
             web.get("/common/jobs/{uuid}/download-url", download_url),
+            web.post("/common/jobs/{uuid}/cancel", cancel_job),
+            web.post("/common/jobs/{uuid}/retry", retry_job),
+            web.patch("/common/jobs/{uuid}", patch_job),
             web.get("/common/upload-url", upload_url),
         ]
     )

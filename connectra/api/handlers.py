@@ -3,38 +3,68 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 from aiohttp import web
 
-from connectra.api.payloads import parse_create, parse_list, parse_uuid, read_json_object
-from connectra.api.state import ON_JOB_CREATED, REGISTRY, STORE
+from connectra.api.payloads import (
+    IDEMPOTENCY_HEADER,
+    fingerprint,
+    idempotency_key,
+    parse_create,
+    parse_list,
+    parse_uuid,
+    read_json_object,
+)
+from connectra.api.state import ON_JOB_CREATED, REGISTRY, SETTINGS, STORE
 from connectra.jobs import Job, job_to_json
 
 logger = logging.getLogger(__name__)
 
 
 async def create_job(request: web.Request) -> web.Response:
-    """`POST /common/jobs/create`: validate the job, store it open, wake the runner."""
+    """`POST /common/jobs/create`: validate the job, store it open, wake the runner.
+
+    With an `Idempotency-Key` header, a repeat of the same request answers the job the first
+    one created (header `Idempotent-Replayed: true`); the same key with another body is 409.
+    """
+    key = idempotency_key(request.headers.get(IDEMPOTENCY_HEADER))
     wanted = parse_create(await read_json_object(request))
     data = request.app[REGISTRY].validate(wanted.job_type, wanted.job_data)
-    job = await request.app[STORE].create(
-        wanted.job_type,
-        data,
-        retry_count=wanted.retry_count,
-        retry_interval=wanted.retry_interval,
-    )
-    logger.info(
-        "job created",
-        extra={"action": "job_created", "job_uuid": str(job.uuid), "job_type": job.job_type},
-    )
-    _announce(request.app, job)
+    store = request.app[STORE]
+    created = True
+    if key is None:
+        job = await store.create(
+            wanted.job_type,
+            data,
+            retry_count=wanted.retry_count,
+            retry_interval=wanted.retry_interval,
+        )
+    else:
+        ttl = timedelta(hours=request.app[SETTINGS].idempotency_key_ttl_hours)
+        job, created = await store.create_once(
+            key,
+            fingerprint(wanted, data),
+            ttl,
+            wanted.job_type,
+            data,
+            retry_count=wanted.retry_count,
+            retry_interval=wanted.retry_interval,
+        )
+    if created:
+        logger.info(
+            "job created",
+            extra={"action": "job_created", "job_uuid": str(job.uuid), "job_type": job.job_type},
+        )
+        _announce(request.app, job)
     body = {
         "message": "Job created successfully",
         "success": True,
         "uuid": str(job.uuid),
         "job": job_to_json(job),
     }
-    return web.json_response(body, status=201)
+    headers = {} if created else {"Idempotent-Replayed": "true"}
+    return web.json_response(body, status=201, headers=headers)
 
 
 def _announce(app: web.Application, job: Job) -> None:

@@ -12,6 +12,7 @@ Rules shared by every endpoint:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -24,6 +25,7 @@ from aiohttp import web
 from connectra.errors import (
     BodyTooLargeError,
     ConnectraError,
+    InvalidIdempotencyKeyError,
     InvalidJobDataError,
     InvalidJobTypeError,
     InvalidJsonError,
@@ -65,6 +67,34 @@ class ListJobsRequest:
     job_type: str | None
     statuses: tuple[JobStatus, ...]
     limit: int
+
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def idempotency_key(value: str | None) -> str | None:
+    """The `Idempotency-Key` header: 1 to 255 printable ASCII characters, or absent."""
+    if value is None:
+        return None
+    if not _IDEMPOTENCY_KEY.match(value):
+        raise InvalidIdempotencyKeyError()
+    return value
+
+
+def fingerprint(wanted: CreateJobRequest, data: dict[str, Any]) -> str:
+    """What makes two create requests the same request, as one hash."""
+    canonical = json.dumps(
+        {
+            "job_type": wanted.job_type,
+            "job_data": data,
+            "retry_count": wanted.retry_count,
+            "retry_interval": wanted.retry_interval,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def body_too_large(limit: int) -> BodyTooLargeError:

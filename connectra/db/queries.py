@@ -221,7 +221,7 @@ JOB_DELETE_EXPIRED = """
 WITH doomed AS (
     SELECT id FROM jobs
     WHERE status IN ('completed', 'failed_final', 'aborted')
-      AND completed_at < now() - make_interval(days => $1::double precision)
+      AND completed_at < now() - $1::double precision * interval '1 day'
     ORDER BY completed_at
     LIMIT $2
     FOR UPDATE SKIP LOCKED
@@ -234,7 +234,7 @@ RETURNING jobs.id, jobs.job_type, jobs.data, jobs.job_response
 JOB_RESULTS_EXPIRED = """
 SELECT id, job_type, data, job_response FROM jobs
 WHERE status IN ('completed', 'failed_final', 'aborted')
-  AND completed_at < now() - make_interval(days => $1::double precision)
+  AND completed_at < now() - $1::double precision * interval '1 day'
   AND ((job_type = 'export_csv_file' AND job_response ? 's3_key')
        OR job_response ? 'failed_rows_s3_key')
   AND NOT job_response ? 'results_deleted_at'

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -11,12 +11,21 @@ import asyncpg
 
 from connectra.db import queries as q
 from connectra.errors import (
+    IdempotencyKeyReusedError,
     JobFinishedError,
     JobLostError,
     JobNotFoundError,
     JobNotRetryableError,
 )
-from connectra.jobs import FIRST_TIME, Job, JobStatus, RunnerKind, check_transition
+from connectra.jobs import (
+    FIRST_TIME,
+    Job,
+    JobStatus,
+    RunnerKind,
+    check_transition,
+    result_files,
+)
+from connectra.rescue import Rescue
 
 
 def job_from_row(row: Mapping[str, Any]) -> Job:
@@ -56,6 +65,56 @@ class JobStore:
         """Insert a new open job."""
         row = await self.pool.fetchrow(q.JOB_INSERT, job_type, data, retry_count, retry_interval)
         return job_from_row(row)
+
+    async def create_once(
+        self,
+        key: str,
+        fingerprint: str,
+        ttl: timedelta,
+        job_type: str,
+        data: dict[str, Any],
+        *,
+        retry_count: int = 0,
+        retry_interval: int = 30,
+    ) -> tuple[Job, bool]:
+        """Create a job under an idempotency key; a repeat returns the first job.
+
+        Returns the job and whether it was created now. The key is claimed by a unique
+        index, never by check-then-insert: of two concurrent requests one inserts and the
+        other waits for it, rolls back its own job, and reads the winner's.
+        """
+        for _ in range(3):
+            try:
+                return await self._create_once(
+                    key, fingerprint, ttl, job_type, data, retry_count, retry_interval
+                )
+            except _LostKeyRace:
+                continue  # our job was rolled back; the next round reads the winner's
+        raise IdempotencyKeyReusedError("this Idempotency-Key is being used concurrently")
+
+    async def _create_once(
+        self,
+        key: str,
+        fingerprint: str,
+        ttl: timedelta,
+        job_type: str,
+        data: dict[str, Any],
+        retry_count: int,
+        retry_interval: int,
+    ) -> tuple[Job, bool]:
+        """One transaction of `create_once`."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(q.IDEMPOTENCY_KEY_DROP_EXPIRED, key)
+            existing = await conn.fetchrow(q.IDEMPOTENCY_KEY_GET, key)
+            if existing is not None:
+                return _replayed(existing, fingerprint, key), False
+            row = await conn.fetchrow(q.JOB_INSERT, job_type, data, retry_count, retry_interval)
+            claimed = await conn.fetchval(
+                q.IDEMPOTENCY_KEY_INSERT, key, fingerprint, row["id"], ttl.total_seconds()
+            )
+            if claimed is None:
+                raise _LostKeyRace
+            return job_from_row(row), True
 
     async def get(self, uuid: UUID) -> Job:
         """The job with this uuid."""
@@ -158,6 +217,40 @@ class JobStore:
         rows = await self.pool.fetch(q.JOB_HEARTBEAT, runner_id, kind.queued, kind.running)
         return {row["id"]: row["cancel_requested"] for row in rows}
 
+    async def rescue_expired(
+        self, lease: timedelta, decide: Callable[[Job], Rescue], limit: int = 100
+    ) -> list[tuple[Job, Rescue]]:
+        """Take back held jobs whose heartbeat is older than the lease, a batch at a time."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(q.JOB_RESCUE_CANDIDATES, lease.total_seconds(), limit)
+            rescued = [(job, decide(job)) for job in map(job_from_row, rows)]
+            for job, rescue in rescued:
+                delay = None if rescue.retry_in is None else rescue.retry_in.total_seconds()
+                await conn.execute(q.JOB_RESCUE, job.id, rescue.status, delay, rescue.response)
+        return rescued
+
+    async def results_expired(
+        self, ttl: timedelta, limit: int
+    ) -> list[tuple[int, list[tuple[str | None, str]]]]:
+        """Finished jobs whose result files are older than `ttl`, with those files."""
+        rows = await self.pool.fetch(q.JOB_RESULTS_EXPIRED, _days(ttl), limit)
+        return [(row["id"], _files(row)) for row in rows]
+
+    async def mark_results_deleted(self, job_id: int) -> None:
+        """Record that a job's result files are gone."""
+        await self.pool.execute(q.JOB_MARK_RESULTS_DELETED, job_id)
+
+    async def delete_expired(
+        self, ttl: timedelta, limit: int
+    ) -> list[tuple[int, list[tuple[str | None, str]]]]:
+        """Delete finished jobs older than `ttl`; return their result files still to delete."""
+        rows = await self.pool.fetch(q.JOB_DELETE_EXPIRED, _days(ttl), limit)
+        return [(row["id"], _files(row)) for row in rows]
+
+    async def delete_expired_idempotency_keys(self, limit: int) -> None:
+        """Forget idempotency keys past their expiry."""
+        await self.pool.execute(q.IDEMPOTENCY_KEY_DELETE_EXPIRED, limit)
+
     async def cancel(self, uuid: UUID) -> Job:
         """Abort a waiting job at once, or ask the runner of a running job to stop it."""
         async with self.pool.acquire() as conn, conn.transaction():
@@ -189,6 +282,29 @@ class JobStore:
             q.JOB_HAND_BACK, ids, kind.queued, kind.running, kind.handed_back, runner_id
         )
         return len(rows)
+
+
+class _LostKeyRace(Exception):
+    """Another request inserted the same idempotency key first."""
+
+
+def _replayed(row: Mapping[str, Any], fingerprint: str, key: str) -> Job:
+    """The job a repeated key stands for, if the request is the same one."""
+    if row["fingerprint"] != fingerprint:
+        raise IdempotencyKeyReusedError(
+            f"the Idempotency-Key {key[:40]!r} was already used with a different request"
+        )
+    return job_from_row(row)
+
+
+def _days(ttl: timedelta) -> float:
+    """A retention period in (fractional) days."""
+    return ttl.total_seconds() / 86_400
+
+
+def _files(row: Mapping[str, Any]) -> list[tuple[str | None, str]]:
+    """The result files of a jobs row."""
+    return result_files(row["job_type"], row["data"], row["job_response"])
 
 
 def _held(value: Any, job: Job) -> Any:

@@ -8,18 +8,26 @@ import logging
 import signal
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import timedelta
+
+import asyncpg
 
 from connectra.connections import open_services
 from connectra.db.migrate import ensure_schema
-from connectra.db.pool import create_pool
+from connectra.db.pool import DATABASE_DOWN, create_pool
 from connectra.db.store import JobStore
 from connectra.jobs import FIRST_TIME, RETRY, Job
 from connectra.processors.base import JobTypeRegistry, Services
 from connectra.processors.registry import default_registry
+from connectra.runners.maintenance import Cleaner, Rescuer
+from connectra.runners.notifier import Notifier
 from connectra.runners.runner import Runner, RunnerConfig, Stopping
 from connectra.settings import Settings
 
 log = logging.getLogger(__name__)
+
+CONNECT_RETRY_FIRST = 0.5
+CONNECT_RETRY_MAX = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +45,7 @@ class Wiring:
     """What every part of the daemon shares."""
 
     settings: Settings
+    database_url: str
     store: JobStore
     services: Services
     registry: JobTypeRegistry
@@ -52,15 +61,40 @@ async def serve(
 ) -> None:
     """Run the chosen parts until SIGINT/SIGTERM; a second signal stops at once."""
     stopping = Stopping()
-    pool = await create_pool(database_url, max_size=settings.pool_size)
-    try:
-        await ensure_schema(pool, apply=parts.migrate)
-        async with open_services(settings, pool) as services:
-            wiring = Wiring(settings, JobStore(pool), services, registry or default_registry())
-            with _signals_request(stopping):
+    with _signals_request(stopping):
+        pool = await _connect(database_url, settings.pool_size, stopping.soft)
+        if pool is None:
+            return
+        try:
+            await ensure_schema(pool, apply=parts.migrate)
+            async with open_services(settings, pool) as services:
+                store = JobStore(pool)
+                wiring = Wiring(
+                    settings, database_url, store, services, registry or default_registry()
+                )
                 await _run_parts(wiring, parts, stopping, on_api_listening)
-    finally:
-        await asyncio.wait_for(pool.close(), 10)
+        finally:
+            await asyncio.wait_for(pool.close(), 10)
+
+
+async def _connect(url: str, size: int, stop: asyncio.Event) -> asyncpg.Pool | None:
+    """A pool, waiting with backoff while the database is down; None if stopped first."""
+    delay = CONNECT_RETRY_FIRST
+    while True:
+        try:
+            return await create_pool(url, max_size=size)
+        except DATABASE_DOWN as exc:
+            log.warning(
+                "database unavailable (%s); retrying in %.1fs",
+                exc,
+                delay,
+                extra={"action": "db_connect_retry"},
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        if stop.is_set():
+            return None
+        delay = min(delay * 2, CONNECT_RETRY_MAX)
 
 
 async def _run_parts(
@@ -74,6 +108,8 @@ async def _run_parts(
     async with asyncio.TaskGroup() as tg:
         for runner in runners:
             tg.create_task(runner.run(stopping))
+        if runners:
+            _start_maintenance(tg, wiring, runners, stopping.soft)
         if parts.api:
             from connectra.api.app import create_app
             from connectra.api.server import serve_api
@@ -91,6 +127,38 @@ async def _run_parts(
                     app, settings.api_host, settings.api_port, stopping.soft, on_api_listening
                 )
             )
+
+
+def _start_maintenance(
+    tg: asyncio.TaskGroup, wiring: Wiring, runners: list[Runner], stop: asyncio.Event
+) -> None:
+    """Instant pickup, rescue of dead runners' jobs, and retention, beside the runners."""
+    settings = wiring.settings
+    notifier = Notifier(
+        wiring.database_url,
+        on_notify=lambda payload: _dispatch(runners, payload),
+        on_connect=lambda: _dispatch(runners, None),
+    )
+    rescuer = Rescuer(wiring.store, settings.retry_policy(), settings.lease)
+    cleaner = Cleaner(
+        wiring.store,
+        wiring.services.objects,
+        job_ttl=timedelta(days=settings.job_ttl_days),
+        result_ttl=timedelta(days=settings.result_ttl_days),
+        default_bucket=settings.s3_bucket,
+    )
+    tg.create_task(notifier.run(stop))
+    tg.create_task(rescuer.run(stop))
+    tg.create_task(cleaner.run(timedelta(seconds=settings.cleanup_interval_seconds), stop))
+
+
+def _dispatch(runners: list[Runner], payload: str | None) -> None:
+    """Route a notification: new jobs wake first_time, failed ones retry, the rest heartbeat."""
+    for runner in runners:
+        if payload is None or payload == runner.kind.claims:
+            runner.wake()
+        if payload is None or payload in (runner.kind.running, runner.kind.queued):
+            runner.check_leases()
 
 
 def _runners(wiring: Wiring, parts: Parts) -> list[Runner]:

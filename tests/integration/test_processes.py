@@ -227,3 +227,54 @@ async def test_without_database_url_commands_use_the_embedded_postgresql(
     listing = await spawn("jobs", "list", **env, LOG_LEVEL="ERROR")
     assert await listing.wait(60) == 0
     assert len(json.loads(listing.output())) == 1
+
+
+async def test_a_runner_with_a_long_tick_starts_a_new_job_at_once(
+    spawn: Callable[..., Awaitable[Process]], store: JobStore, pool: asyncpg.Pool
+) -> None:
+    runner = await spawn(
+        "jobs", "first_time", TICKER_INTERVAL_SECONDS="", TICKER_INTERVAL_MINUTES="5"
+    )
+
+    async def listening() -> bool:
+        return any(e.get("action") == "listen" for e in runner.events())
+
+    await eventually(listening)
+    job = await store.create("noop", {})
+    created = time.monotonic()
+
+    async def done() -> bool:
+        return (await store.get(job.uuid)).status == "completed"
+
+    await eventually(done, within=5)
+    assert time.monotonic() - created < 2
+    runner.send(signal.SIGTERM)
+    assert await runner.wait(20) == 0
+
+
+async def test_a_killed_runners_job_is_rescued_by_another_runner(
+    spawn: Callable[..., Awaitable[Process]], store: JobStore, pool: asyncpg.Pool
+) -> None:
+    job = await store.create("sleep", {"seconds": 60}, retry_count=1, retry_interval=0)
+    fast_lease = {"HEARTBEAT_INTERVAL_SECONDS": "0.2", "LEASE_SECONDS": "1"}
+    doomed = await spawn("jobs", "first_time", **fast_lease)
+
+    async def running() -> bool:
+        return (await store.get(job.uuid)).status == "processing"
+
+    await eventually(running)
+    doomed.send(signal.SIGKILL)
+    await doomed.wait(10)
+    survivor = await spawn("jobs", "retry", **fast_lease, SHUTDOWN_GRACE_SECONDS="1")
+
+    async def retried_elsewhere() -> bool:
+        current = await store.get(job.uuid)
+        return current.status == "retrying" and current.runner_id is not None
+
+    await eventually(retried_elsewhere, within=15)
+    rescued = await store.get(job.uuid)
+    assert rescued.rescue_count == 1
+    assert rescued.attempts == 2
+    assert any("ERR_RESCUED" in line for line in rescued.job_response["runtime_errors"])
+    survivor.send(signal.SIGTERM)
+    assert await survivor.wait(20) == 0

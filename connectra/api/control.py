@@ -1,0 +1,54 @@
+"""Job control endpoints: cancel, manual retry, and the readiness probe."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from connectra.api.payloads import parse_uuid, read_json_object
+from connectra.api.state import ON_JOB_CREATED, STORE
+from connectra.db.pool import DATABASE_DOWN
+from connectra.errors import InvalidStatusFilterError
+from connectra.jobs import JobStatus, job_to_json
+
+READY_TIMEOUT = 2.0
+NOT_READY: tuple[type[Exception], ...] = (TimeoutError, *DATABASE_DOWN)
+
+
+async def cancel_job(request: web.Request) -> web.Response:
+    """`POST /common/jobs/{uuid}/cancel`: abort a waiting job, or ask a running one to stop.
+
+    200 when the job is aborted now; 202 when it is running and its runner will stop it
+    (within one heartbeat interval, at once with LISTEN/NOTIFY).
+    """
+    job = await request.app[STORE].cancel(parse_uuid(request.match_info["uuid"]))
+    status = 200 if job.status is JobStatus.ABORTED else 202
+    return web.json_response({"data": job_to_json(job), "success": True}, status=status)
+
+
+async def patch_job(request: web.Request) -> web.Response:
+    """`PATCH /common/jobs/{uuid}` with `{"status": "aborted"}`: the seed's form of cancel."""
+    body = await read_json_object(request)
+    if body.get("status") != JobStatus.ABORTED:
+        raise InvalidStatusFilterError("the only status a job can be set to is 'aborted'")
+    return await cancel_job(request)
+
+
+async def retry_job(request: web.Request) -> web.Response:
+    """`POST /common/jobs/{uuid}/retry`: reopen a failed job with a fresh attempt budget."""
+    job = await request.app[STORE].reopen(parse_uuid(request.match_info["uuid"]))
+    callback = request.app[ON_JOB_CREATED]
+    if callback is not None:
+        callback(job)
+    return web.json_response({"data": job_to_json(job), "success": True})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """`GET /readyz`: 200 when the database answers, 503 while it does not."""
+    try:
+        await asyncio.wait_for(request.app[STORE].pool.fetchval("SELECT 1"), READY_TIMEOUT)
+    except NOT_READY as exc:
+        body = {"status": "unavailable", "database": f"unreachable: {type(exc).__name__}"}
+        return web.json_response(body, status=503)
+    return web.json_response({"status": "ready", "database": "ok"})

@@ -1,0 +1,81 @@
+"""Instant pickup: LISTEN on the jobs channel and wake the runners.
+
+Triggers on the jobs table announce new open jobs, failed jobs (retries) and cancel requests
+on channel `connectra_jobs`. A notification is only a hint: the runners still poll, so a lost
+notification (listener reconnecting, a PgBouncer in transaction mode that drops LISTEN)
+costs at most one tick. After every (re)connect the runners are woken once, in case a
+notification was missed while the listener was away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+
+import asyncpg
+
+from connectra.db.pool import DATABASE_DOWN
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "connectra_jobs"
+# How often the idle listener checks that its connection still answers.
+LIVENESS_INTERVAL = 15.0
+RECONNECT_FIRST = 0.5
+RECONNECT_MAX = 30.0
+
+
+class Notifier:
+    """Keeps one listening connection and calls `on_notify(payload)` for each notification."""
+
+    def __init__(
+        self, dsn: str, on_notify: Callable[[str], None], on_connect: Callable[[], None]
+    ) -> None:
+        self.dsn = dsn
+        self.on_notify = on_notify
+        self.on_connect = on_connect
+        self.listening = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Listen until stopped, reconnecting with backoff whenever the connection is lost."""
+        delay = RECONNECT_FIRST
+        while not stop.is_set():
+            try:
+                await self._listen(stop)
+                delay = RECONNECT_FIRST
+            except DATABASE_DOWN as exc:
+                log.warning(
+                    "listener lost: %s; polling only until it reconnects",
+                    exc,
+                    extra={"action": "listen_lost"},
+                )
+            self.listening = False
+            if not stop.is_set():
+                await _sleep_unless(stop, delay)
+                delay = min(delay * 2, RECONNECT_MAX)
+
+    async def _listen(self, stop: asyncio.Event) -> None:
+        """One connection's life: listen, wake the runners once, then watch the connection."""
+        conn = await asyncpg.connect(self.dsn, timeout=10)
+        try:
+            await conn.add_listener(CHANNEL, self._deliver)
+            self.listening = True
+            log.info("listening for new jobs", extra={"action": "listen"})
+            self.on_connect()
+            while not stop.is_set():
+                await _sleep_unless(stop, LIVENESS_INTERVAL)
+                await conn.execute("SELECT 1", timeout=10)
+        finally:
+            await conn.close(timeout=5)
+
+    def _deliver(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        """asyncpg's listener callback."""
+        self.on_notify(payload)
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    """Sleep, but wake as soon as `stop` is set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

@@ -1,0 +1,148 @@
+"""Leases: heartbeats, rescue of jobs whose runner died, and runners that lost their lease."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+import asyncpg
+import pytest
+
+from connectra.db.store import JobStore
+from connectra.jobs import FIRST_TIME, RETRY, JobStatus
+from connectra.retry import RetryPolicy
+from connectra.runners.maintenance import Rescuer
+from tests.integration.test_runners import config, running
+from tests.polling import eventually
+
+S = JobStatus
+LEASE = timedelta(seconds=60)
+
+
+async def expire(pool: asyncpg.Pool, job_id: int) -> None:
+    """Make a held job look abandoned: its last heartbeat is older than the lease."""
+    await pool.execute(
+        "UPDATE jobs SET heartbeat_at = now() - interval '5 minutes' WHERE id = $1", job_id
+    )
+
+
+async def test_rescue_returns_a_queued_job_to_open_with_attempts_unchanged(
+    store: JobStore, pool: asyncpg.Pool
+) -> None:
+    job = await store.create("noop", {})
+    [claimed] = await store.claim(FIRST_TIME, "dead-runner", 1)
+    await expire(pool, claimed.id)
+    assert await Rescuer(store, RetryPolicy(), LEASE).rescue_once() == 1
+    back = await store.get(job.uuid)
+    assert (back.status, back.attempts, back.runner_id, back.rescue_count) == (S.OPEN, 0, None, 1)
+    assert back.job_response["runtime_errors"][0].startswith("ERR_RESCUED: runner dead-runner")
+
+
+async def test_rescue_fails_a_running_job_and_schedules_its_retry(
+    store: JobStore, pool: asyncpg.Pool
+) -> None:
+    job = await store.create("noop", {}, retry_count=2, retry_interval=30)
+    [claimed] = await store.claim(FIRST_TIME, "dead-runner", 1)
+    await store.start(claimed, FIRST_TIME, "dead-runner")
+    await expire(pool, claimed.id)
+    await Rescuer(store, RetryPolicy(), LEASE).rescue_once()
+    back = await store.get(job.uuid)
+    assert (back.status, back.attempts) == (S.FAILED, 1)
+    assert back.run_after is not None
+    assert back.completed_at is not None
+    assert 29 <= (back.run_after - back.completed_at).total_seconds() <= 31
+    assert back.job_response["error"]["code"] == "ERR_RESCUED"
+
+
+async def test_rescue_of_a_running_job_without_retries_left_is_failed_final(
+    store: JobStore, pool: asyncpg.Pool
+) -> None:
+    job = await store.create("noop", {})
+    [claimed] = await store.claim(FIRST_TIME, "dead-runner", 1)
+    await store.start(claimed, FIRST_TIME, "dead-runner")
+    await expire(pool, claimed.id)
+    await Rescuer(store, RetryPolicy(), LEASE).rescue_once()
+    assert (await store.get(job.uuid)).status is S.FAILED_FINAL
+
+
+async def test_rescue_aborts_a_job_whose_cancel_was_requested(
+    store: JobStore, pool: asyncpg.Pool
+) -> None:
+    job = await store.create("noop", {}, retry_count=5)
+    [claimed] = await store.claim(FIRST_TIME, "dead-runner", 1)
+    await store.start(claimed, FIRST_TIME, "dead-runner")
+    await store.cancel(job.uuid)
+    await expire(pool, claimed.id)
+    await Rescuer(store, RetryPolicy(), LEASE).rescue_once()
+    assert (await store.get(job.uuid)).status is S.ABORTED
+
+
+async def test_a_job_with_a_fresh_heartbeat_is_left_alone(store: JobStore) -> None:
+    await store.create("noop", {})
+    await store.claim(FIRST_TIME, "live-runner", 1)
+    assert await Rescuer(store, RetryPolicy(), LEASE).rescue_once() == 0
+
+
+async def test_a_retry_queued_job_is_rescued_back_to_failed_and_due(
+    store: JobStore, pool: asyncpg.Pool
+) -> None:
+    job = await store.create("noop", {}, retry_count=1)
+    await pool.execute(
+        "UPDATE jobs SET status = 'failed', attempts = 1, run_after = now() WHERE id = $1", job.id
+    )
+    [claimed] = await store.claim(RETRY, "dead-runner", 1)
+    await expire(pool, claimed.id)
+    await Rescuer(store, RetryPolicy(), LEASE).rescue_once()
+    back = await store.get(job.uuid)
+    assert (back.status, back.attempts) == (S.FAILED, 1)
+    assert [j.id for j in await store.claim(RETRY, "live-runner", 1)] == [job.id]
+
+
+async def test_running_runners_heartbeat_their_jobs(store: JobStore, pool: asyncpg.Pool) -> None:
+    job = await store.create("sleep", {"seconds": 60})
+    cfg = config(heartbeat_interval=timedelta(seconds=0.1), shutdown_grace=timedelta(0))
+    async with running(store, cfg):
+        await eventually(lambda: _status_is(store, job.uuid, S.PROCESSING))
+        await expire(pool, job.id)
+        await asyncio.sleep(0.4)
+        age = await pool.fetchval("SELECT now() - heartbeat_at FROM jobs WHERE id = $1", job.id)
+        assert age < timedelta(seconds=1)
+
+
+async def test_a_runner_stops_a_job_that_was_taken_from_it(
+    store: JobStore, pool: asyncpg.Pool
+) -> None:
+    job = await store.create("sleep", {"seconds": 60}, retry_count=1)
+    cfg = config(heartbeat_interval=timedelta(seconds=0.1))
+    async with running(store, cfg) as (runner, _):
+        await eventually(lambda: _status_is(store, job.uuid, S.PROCESSING))
+        await expire(pool, job.id)
+        await Rescuer(store, RetryPolicy(), LEASE).rescue_once()
+        await eventually(lambda: _no_running(runner), within=5)
+    # The rescue's outcome stands: the old runner wrote nothing over it.
+    back = await store.get(job.uuid)
+    assert back.status is S.FAILED
+    assert back.job_response["error"]["code"] == "ERR_RESCUED"
+
+
+async def test_a_runner_that_cannot_heartbeat_gives_up_its_jobs_before_the_lease_ends(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = await store.create("sleep", {"seconds": 60})
+    cfg = config(heartbeat_interval=timedelta(seconds=0.1), lease=timedelta(seconds=0.8))
+    async with running(store, cfg) as (runner, _):
+        await eventually(lambda: _status_is(store, job.uuid, S.PROCESSING))
+
+        async def unreachable(*_: object) -> dict[int, bool]:
+            raise ConnectionResetError("database unreachable")
+
+        monkeypatch.setattr(store, "heartbeat", unreachable)
+        await eventually(lambda: _no_running(runner), within=3)
+
+
+async def _status_is(store: JobStore, uuid: object, status: JobStatus) -> bool:
+    return (await store.get(uuid)).status is status  # type: ignore[arg-type]
+
+
+async def _no_running(runner: object) -> bool:
+    return not runner.executor.running  # type: ignore[attr-defined]
