@@ -10,17 +10,15 @@ import asyncpg
 from elasticsearch import ApiError
 from elasticsearch import ConnectionError as EsConnectionError
 
+from connectra.db.pool import DATABASE_DOWN
 from connectra.errors import ConnectraError
 
 MAX_RUNTIME_ERRORS = 20
 
 # PostgreSQL errors that mean "try again", not "the data or the code is wrong".
 _TRANSIENT_DATABASE_ERRORS: tuple[type[Exception], ...] = (
-    OSError,
+    *DATABASE_DOWN,
     TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.SerializationError,
     asyncpg.exceptions.DeadlockDetectedError,
     asyncpg.exceptions.InsufficientResourcesError,

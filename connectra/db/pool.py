@@ -13,6 +13,8 @@ DATABASE_DOWN: tuple[type[Exception], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,
+    # Raised while releasing a connection whose server went away mid-query.
+    asyncpg.InternalClientError,
 )
 
 
