@@ -74,12 +74,6 @@ class UnknownJobTypeError(RequestError):
     code = "ERR_UNKNOWN_JOB_TYPE"
 
 
-class JobTypeUnavailableError(RequestError):
-    """this job type is not available in this build"""
-
-    code = "ERR_JOB_TYPE_UNAVAILABLE"
-
-
 class InvalidJobDataError(RequestError):
     """'job_data' does not match what this job type expects"""
 

@@ -8,7 +8,6 @@ PostgreSQL (pgserver) in a temporary folder.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import tempfile
 import uuid

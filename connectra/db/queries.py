@@ -92,10 +92,11 @@ WHERE id = $1 AND status = $2 AND runner_id = $3
 RETURNING id
 """
 
+# Merged, so progress counts of the failed attempt stay visible.
 # $5 is 'failed' (with $6 the delay before the next attempt) or 'failed_final' ($6 NULL).
 JOB_FAIL = """
 UPDATE jobs
-SET status = $5, job_response = $4,
+SET status = $5, job_response = job_response || $4,
     run_after = now() + make_interval(secs => $6::double precision),
     runner_id = NULL, heartbeat_at = NULL, completed_at = now(), updated_at = now()
 WHERE id = $1 AND status = $2 AND runner_id = $3

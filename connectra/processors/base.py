@@ -10,7 +10,7 @@ import asyncpg
 from elasticsearch import AsyncElasticsearch
 from pydantic import BaseModel, ValidationError
 
-from connectra.errors import InvalidJobDataError, JobTypeUnavailableError, UnknownJobTypeError
+from connectra.errors import InvalidJobDataError, UnknownJobTypeError
 from connectra.jobs import Job
 from connectra.logs import BoundLogger
 from connectra.objectstore import ObjectStore
@@ -91,9 +91,8 @@ def _describe(exc: ValidationError) -> str:
 class JobTypeRegistry:
     """The job types a process knows, by name."""
 
-    def __init__(self, types: Iterable[JobType[Any]] = (), unavailable: Iterable[str] = ()):
+    def __init__(self, types: Iterable[JobType[Any]] = ()):
         self._types: dict[str, JobType[Any]] = {}
-        self._unavailable = frozenset(unavailable)
         for job_type in types:
             self.register(job_type)
 
@@ -107,8 +106,6 @@ class JobTypeRegistry:
         """The job type with this name, or a clear error."""
         if name in self._types:
             return self._types[name]
-        if name in self._unavailable:
-            raise JobTypeUnavailableError(f"the job type {name!r} is not available yet")
         known = ", ".join(sorted(self._types))
         shown = name if len(name) <= 40 else name[:40] + "..."
         raise UnknownJobTypeError(f"unknown job_type {shown!r}; known types: {known}")

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from connectra.processors.base import JobTypeRegistry
 from connectra.processors.demo import NOOP, SLEEP
-
-# Named in the contract; their processors arrive with the bulk CSV work.
-PLANNED_JOB_TYPES = ("insert_csv_file", "export_csv_file")
+from connectra.processors.export_csv import EXPORT_CSV_FILE
+from connectra.processors.insert_csv import INSERT_CSV_FILE
 
 
 def default_registry() -> JobTypeRegistry:
     """Every built-in job type."""
-    return JobTypeRegistry([NOOP, SLEEP], unavailable=PLANNED_JOB_TYPES)
+    return JobTypeRegistry([INSERT_CSV_FILE, EXPORT_CSV_FILE, NOOP, SLEEP])

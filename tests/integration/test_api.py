@@ -166,17 +166,17 @@ async def test_create_null_retry_fields_mean_the_defaults(client: Client, store:
     assert (stored.retry_count, stored.retry_interval) == (0, 30)
 
 
-async def test_create_seed_insert_body_is_job_type_unavailable_for_now(
-    client: Client, store: JobStore
-) -> None:
+async def test_create_seed_insert_body_is_accepted(client: Client, store: JobStore) -> None:
     response = await client.post("/common/jobs/create", json=SEED_INSERT_BODY, headers=AUTH)
-    await expect_error(response, 400, "ERR_JOB_TYPE_UNAVAILABLE")
-    assert await store.find() == []
+    assert response.status == 201, await response.text()
+    [job] = await store.find()
+    assert job.job_type == "insert_csv_file"
+    assert job.data["s3_key"] == SEED_INSERT_BODY["job_data"]["s3_key"]  # type: ignore[index]
 
 
-async def test_create_seed_export_body_is_job_type_unavailable_for_now(client: Client) -> None:
+async def test_create_seed_export_body_is_accepted(client: Client) -> None:
     response = await client.post("/common/jobs/create", json=SEED_EXPORT_BODY, headers=AUTH)
-    await expect_error(response, 400, "ERR_JOB_TYPE_UNAVAILABLE")
+    assert response.status == 201, await response.text()
 
 
 async def test_create_noop_with_the_seed_insert_body_shape_works(
@@ -273,8 +273,8 @@ async def test_create_still_201_when_on_job_created_fails(
             "ERR_INVALID_RETRY_INTERVAL",
         ),
         ({"job_type": "bogus", "job_data": {}}, "ERR_UNKNOWN_JOB_TYPE"),
-        ({"job_type": "insert_csv_file", "job_data": {}}, "ERR_JOB_TYPE_UNAVAILABLE"),
-        ({"job_type": "export_csv_file", "job_data": {}}, "ERR_JOB_TYPE_UNAVAILABLE"),
+        ({"job_type": "insert_csv_file", "job_data": {}}, "ERR_INVALID_JOB_DATA"),
+        ({"job_type": "export_csv_file", "job_data": {}}, "ERR_INVALID_JOB_DATA"),
     ],
 )
 async def test_create_with_a_bad_field_is_400_with_its_code(

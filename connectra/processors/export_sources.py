@@ -1,0 +1,142 @@
+"""Where exported records come from: pages of an `ExportQuery`, in its total order.
+
+Two sources give the same records in the same order (see `export_sql` and `vql` for how):
+
+- PostgreSQL: keyset pagination, one short statement per page, never OFFSET;
+- Elasticsearch: a bool query sorted with `missing: _last` and paged with `search_after`
+  (not point-in-time, which OpenSearch-compatible test servers lack).
+
+Both assume what the import writes: uuids in lowercase canonical form in the index, and text
+values shorter than the keyword `ignore_above` (8191), past which Elasticsearch neither matches
+nor sorts them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError, TransportError
+
+from connectra.errors import ConnectraError
+from connectra.processors.export_sql import export_page
+from connectra.processors.vql import ExportQuery, KeywordFilter, RangeFilter, SortKey
+
+Row = Sequence[Any]
+Source = Mapping[str, Any]
+
+
+class SearchIndexNotFoundError(ConnectraError):
+    """the service's Elasticsearch index does not exist"""
+
+    code = "ERR_SEARCH_INDEX_NOT_FOUND"
+
+
+class SearchUnavailableError(ConnectraError):
+    """Elasticsearch is unreachable or failing; try again later"""
+
+    code = "ERR_SEARCH_UNAVAILABLE"
+    transient = True
+
+
+class SearchRequestError(ConnectraError):
+    """Elasticsearch refused the export query"""
+
+    code = "ERR_SEARCH_REQUEST_FAILED"
+
+
+async def postgres_pages(pool: asyncpg.Pool, query: ExportQuery) -> AsyncGenerator[list[Row], None]:
+    """Pages of rows: the CSV line, then the sort keys."""
+    cursor: Row | None = None
+    while True:
+        sql, args = export_page(query, cursor)
+        rows: list[Row] = await pool.fetch(sql, *args)
+        if rows:
+            yield rows
+        if len(rows) < query.page_size:
+            return
+        cursor = rows[-1][1:]
+
+
+def search_body(query: ExportQuery) -> dict[str, Any]:
+    """The `search` arguments of the first page (no `search_after`)."""
+    wanted = {column.field.name for column in query.columns}
+    wanted |= {key.field.name for key in query.sort_keys}
+    return {
+        "query": {"bool": _bool_clauses(query)},
+        "sort": [_sort_clause(key) for key in query.sort_keys],
+        "source": sorted(wanted),
+        "size": query.page_size,
+        "track_total_hits": False,
+    }
+
+
+def _bool_clauses(query: ExportQuery) -> dict[str, list[dict[str, Any]]]:
+    """Filters that must hold and filters that must not, from the query's filters."""
+    clauses: dict[str, list[dict[str, Any]]] = {"filter": [], "must_not": []}
+    for keyword in query.keyword_filters:
+        clauses["must_not" if keyword.negated else "filter"].append(_terms(keyword))
+    for bounds in query.range_filters:
+        clauses["must_not" if bounds.negated else "filter"].append(_range(bounds))
+    return clauses
+
+
+def _terms(keyword: KeywordFilter) -> dict[str, Any]:
+    """A terms query; uuids as the lowercase strings the index holds."""
+    values = [str(v) if isinstance(v, UUID) else v for v in keyword.values]
+    return {"terms": {keyword.field.name: values}}
+
+
+def _range(bounds: RangeFilter) -> dict[str, Any]:
+    """A range query; timestamps as ISO 8601 UTC with milliseconds."""
+    return {"range": {bounds.field.name: {op.value: _json(v) for op, v in bounds.bounds}}}
+
+
+def _json(value: int | datetime) -> int | str:
+    """A bound as JSON."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return value
+
+
+def _sort_clause(key: SortKey) -> dict[str, Any]:
+    """One sort key, missing values last whatever the direction."""
+    order = "desc" if key.descending else "asc"
+    return {key.field.name: {"order": order, "missing": "_last"}}
+
+
+async def search_pages(
+    es: AsyncElasticsearch, index: str, query: ExportQuery
+) -> AsyncGenerator[list[Source], None]:
+    """Pages of `_source` documents, following `search_after`."""
+    body = search_body(query)
+    after: list[Any] | None = None
+    while True:
+        hits = await _search(es, index, body, after)
+        if hits:
+            yield [hit.get("_source", {}) for hit in hits]
+        if len(hits) < query.page_size:
+            return
+        after = hits[-1]["sort"]
+
+
+async def _search(
+    es: AsyncElasticsearch, index: str, body: dict[str, Any], after: list[Any] | None
+) -> list[dict[str, Any]]:
+    """The hits of one page, with client errors as project errors."""
+    extra: dict[str, Any] = {} if after is None else {"search_after": after}
+    try:
+        response = await es.search(index=index, **body, **extra)
+    except NotFoundError as exc:
+        raise SearchIndexNotFoundError(f"index {index!r} does not exist") from exc
+    except ApiError as exc:
+        if exc.status_code == 429 or exc.status_code >= 500:
+            raise SearchUnavailableError(f"index {index!r}: {exc.message}") from exc
+        raise SearchRequestError(f"index {index!r}: {exc.message}") from exc
+    except TransportError as exc:
+        raise SearchUnavailableError(f"index {index!r}: {exc.message}") from exc
+    hits: list[dict[str, Any]] = response["hits"]["hits"]
+    return hits

@@ -1,0 +1,373 @@
+"""The `insert_csv_file` job: a CSV file in S3 into PostgreSQL, Elasticsearch and filter values.
+
+The object is streamed, never held whole. A reader task splits it into records and cuts batches
+of `BATCH_SIZE_FOR_INSERTION` records, parsing and converting in worker threads; a writer task
+takes them from a queue of one and writes each batch to every sink at once. PostgreSQL commits
+lag one batch behind (see `sinks.PostgresSink`), and progress counts committed batches only.
+Memory holds a few batches whatever the file size.
+
+Bad rows never fail the job: they are counted, listed (capped) in `runtime_errors` and written
+to a failed-rows CSV next to the source (see `failed_rows`). Conversion rules, including
+"empty means NULL" and "the last duplicate uuid wins", are in `row_parsing`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import asyncpg
+from elasticsearch import AsyncElasticsearch
+from pydantic import BaseModel, ConfigDict, Field
+
+from connectra.catalog import Service, service_named
+from connectra.errors import ConnectraError
+from connectra.objectstore import ObjectStore
+from connectra.processors.base import JobContext, JobType
+from connectra.processors.csv_stream import MAX_RECORD_BYTES, CsvRecord, CsvRecordReader
+from connectra.processors.failed_rows import FailedRowsFile, failed_rows_csv, failed_rows_key
+from connectra.processors.row_parsing import (
+    ConvertedBatch,
+    HeaderError,
+    RowConverter,
+    RowLayout,
+    read_header,
+)
+from connectra.processors.sinks import FilterSink, FilterValue, PostgresSink, SearchSink
+
+QUEUE_BATCHES = 1
+
+
+class InsertCsvData(BaseModel):
+    """Which CSV object to import, and into which service."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    s3_key: str = Field(min_length=1)
+    s3_bucket: str | None = Field(default=None, min_length=1)
+    service: Literal["contact", "company"] = "contact"
+
+
+class BucketNotConfiguredError(ConnectraError):
+    """job_data has no 's3_bucket' and S3_BUCKET is not set"""
+
+    code = "ERR_S3_BUCKET_NOT_CONFIGURED"
+
+
+class EmptyFileError(ConnectraError):
+    """the CSV file is empty: it has no header row"""
+
+    code = "ERR_EMPTY_FILE"
+
+
+class ServiceNotConfiguredError(ConnectraError):
+    """this process is not connected to a system the job needs"""
+
+    code = "ERR_SERVICE_NOT_CONFIGURED"
+
+
+@dataclass(slots=True)
+class PreparedBatch:
+    """A converted batch with each sink's payload, ready to write."""
+
+    converted: ConvertedBatch
+    failed_csv: bytes
+    filter_values: set[FilterValue]
+    search_actions: list[dict[str, Any]]
+
+
+@dataclass(slots=True)
+class Totals:
+    """What the import has done so far."""
+
+    processed: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Sinks:
+    """Every writer of one import."""
+
+    postgres: PostgresSink
+    filters: FilterSink
+    failed: FailedRowsFile
+    search: SearchSink | None
+
+
+async def run_insert_csv(ctx: JobContext, data: InsertCsvData) -> dict[str, Any]:
+    """Import the CSV object; the job_response fields."""
+    bucket = data.s3_bucket or ctx.settings.s3_bucket
+    if not bucket:
+        raise BucketNotConfiguredError
+    objects, pool = ctx.services.objects, ctx.services.pool
+    if objects is None or pool is None:
+        raise ServiceNotConfiguredError("insert_csv_file needs the database and object storage")
+    csv_import = CsvImport(ctx, objects, pool, service_named(data.service), bucket, data.s3_key)
+    return await csv_import.run()
+
+
+class CsvImport:
+    """One run of an import: header, then the reader and writer tasks, then the response."""
+
+    def __init__(
+        self,
+        ctx: JobContext,
+        objects: ObjectStore,
+        pool: asyncpg.Pool,
+        service: Service,
+        bucket: str,
+        key: str,
+    ) -> None:
+        self.ctx = ctx
+        self.objects = objects
+        self.pool = pool
+        self.service = service
+        self.bucket = bucket
+        self.key = key
+        self.totals = Totals()
+        self.nul_seen = False  # set once a chunk holds a NUL byte; rows are then checked for it
+
+    async def run(self) -> dict[str, Any]:
+        """Import the file; the job_response fields."""
+        async with contextlib.aclosing(self._record_lists()) as lists:
+            header, pending = await _first_record(lists)
+            layout = read_header(self.service, header.fields)
+            self.ctx.log.info(
+                "importing %s", self.key, extra={"action": "import_start", "bucket": self.bucket}
+            )
+            failed_key = await self._import(layout, lists, pending)
+        return self._response(layout, failed_key)
+
+    async def _import(
+        self,
+        layout: RowLayout,
+        lists: AsyncIterator[list[CsvRecord]],
+        pending: list[CsvRecord],
+    ) -> str | None:
+        """Run the pipeline into every sink; the failed-rows key, if that file was written."""
+        async with contextlib.AsyncExitStack() as stack:
+            sinks = Sinks(
+                postgres=await stack.enter_async_context(
+                    PostgresSink.open(
+                        self.pool, self.service, layout.names, self.ctx.settings.parallel_jobs
+                    )
+                ),
+                filters=FilterSink(self.pool, layout),
+                failed=await stack.enter_async_context(self._failed_rows_file(layout)),
+                search=await self._search_sink(layout),
+            )
+            with _main_error():
+                await self._pipeline(sinks, RowConverter(layout), lists, pending)
+        if sinks.search is not None:
+            await sinks.search.refresh()
+        return sinks.failed.key
+
+    def _failed_rows_file(self, layout: RowLayout) -> FailedRowsFile:
+        """The failed-rows file beside the source."""
+        key = failed_rows_key(self.key)
+        return FailedRowsFile(self.objects, self.bucket, key, layout.header)
+
+    async def _search_sink(self, layout: RowLayout) -> SearchSink | None:
+        """The search sink, when Elasticsearch is configured."""
+        es: AsyncElasticsearch | None = self.ctx.services.search
+        if es is None:
+            return None
+        return await SearchSink.open(es, self.ctx.settings.elasticsearch_index_prefix, layout)
+
+    async def _pipeline(
+        self,
+        sinks: Sinks,
+        converter: RowConverter,
+        lists: AsyncIterator[list[CsvRecord]],
+        pending: list[CsvRecord],
+    ) -> None:
+        """Read and convert ahead in one task while another writes."""
+        queue: asyncio.Queue[PreparedBatch | None] = asyncio.Queue(maxsize=QUEUE_BATCHES)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._read(sinks, converter, lists, pending, queue))
+            tasks.create_task(self._write(sinks, queue))
+
+    async def _record_lists(self) -> AsyncGenerator[list[CsvRecord], None]:
+        """The object's records, a list per chunk that completed any; parsed off the loop."""
+        reader = CsvRecordReader(max_record_bytes=MAX_RECORD_BYTES)
+        async with contextlib.aclosing(self.objects.iter_object(self.bucket, self.key)) as chunks:
+            async for chunk in chunks:
+                # Set before parsing, so every record holding this NUL is checked.
+                self.nul_seen = self.nul_seen or b"\x00" in chunk
+                records = await asyncio.to_thread(reader.feed, chunk)
+                if records:
+                    yield records
+        records = await asyncio.to_thread(reader.finish)
+        if records:
+            yield records
+
+    async def _read(
+        self,
+        sinks: Sinks,
+        converter: RowConverter,
+        lists: AsyncIterator[list[CsvRecord]],
+        pending: list[CsvRecord],
+        queue: asyncio.Queue[PreparedBatch | None],
+    ) -> None:
+        """Cut the records into batches, convert each, and queue it; None marks the end."""
+        size = self.ctx.settings.batch_size_for_insertion
+        batch = pending
+        async for records in lists:
+            batch += records
+            start = 0
+            while len(batch) - start >= size:
+                await self._convert(sinks, converter, batch[start : start + size], queue)
+                start += size
+            batch = batch[start:]
+        if batch:
+            await self._convert(sinks, converter, batch, queue)
+        await queue.put(None)
+
+    async def _convert(
+        self,
+        sinks: Sinks,
+        converter: RowConverter,
+        records: list[CsvRecord],
+        queue: asyncio.Queue[PreparedBatch | None],
+    ) -> None:
+        """Convert a batch in a worker thread and queue it."""
+        prepared = await asyncio.to_thread(_prepare, sinks, converter, records, self.nul_seen)
+        await queue.put(prepared)
+
+    async def _write(self, sinks: Sinks, queue: asyncio.Queue[PreparedBatch | None]) -> None:
+        """Write queued batches in order, reporting progress as each is committed."""
+        async with asyncio.TaskGroup() as tasks:
+            reported: asyncio.Task[None] | None = None
+            staged: ConvertedBatch | None = None  # written, its PostgreSQL commit pending
+            while (batch := await queue.get()) is not None:
+                await _write_batch(sinks, batch)  # commits the batch staged before
+                if staged is not None:
+                    reported = await self._committed(tasks, staged, reported)
+                staged = batch.converted
+            await sinks.postgres.flush()
+            if staged is not None:
+                await self._committed(tasks, staged, reported)
+
+    async def _committed(
+        self,
+        tasks: asyncio.TaskGroup,
+        batch: ConvertedBatch,
+        reported: asyncio.Task[None] | None,
+    ) -> asyncio.Task[None]:
+        """Count a committed batch and report progress; the report's task."""
+        self._count(batch)
+        if reported is not None:
+            await reported  # one report at a time, so they land in order
+        # Reported while the next batch is written: a round trip off the critical path.
+        return tasks.create_task(self._report(self._progress()))
+
+    async def _report(self, progress: dict[str, Any]) -> None:
+        """Hand progress to the runner."""
+        await self.ctx.report_progress(progress)
+
+    def _progress(self) -> dict[str, Any]:
+        """The progress fields of the job_response."""
+        return {
+            "number_records_processed": self.totals.processed,
+            "number_records_failed": self.totals.failed,
+        }
+
+    def _count(self, batch: ConvertedBatch) -> None:
+        """Add a written batch to the totals, keeping at most the allowed error messages."""
+        totals = self.totals
+        totals.processed += batch.good
+        totals.failed += len(batch.bad)
+        room = self.ctx.settings.import_max_reported_errors - len(totals.errors)
+        totals.errors += [row.message for row in batch.bad[: max(room, 0)]]
+
+    def _response(self, layout: RowLayout, failed_key: str | None) -> dict[str, Any]:
+        """The job_response fields of a finished import."""
+        totals = self.totals
+        self.ctx.log.info(
+            "imported %d rows, %d failed",
+            totals.processed,
+            totals.failed,
+            extra={"action": "import_done"},
+        )
+        return {
+            "messages": f"imported {totals.processed} rows, {totals.failed} failed",
+            "number_records_processed": totals.processed,
+            "number_records_failed": totals.failed,
+            "runtime_errors": totals.errors,
+            "runtime_errors_total": totals.failed,
+            "failed_rows_s3_key": failed_key,
+            "ignored_columns": list(layout.ignored_columns),
+            "s3_key": self.key,
+            "s3_bucket": self.bucket,
+            "service": self.service.name,
+        }
+
+
+async def _first_record(
+    lists: AsyncIterator[list[CsvRecord]],
+) -> tuple[CsvRecord, list[CsvRecord]]:
+    """The header record and the records that came with it; a bad header fails the job."""
+    async for records in lists:
+        header = records[0]
+        if header.error is not None:
+            raise HeaderError(f"line {header.line}: the header row is unreadable: {header.error}")
+        return header, records[1:]
+    raise EmptyFileError
+
+
+def _prepare(
+    sinks: Sinks, converter: RowConverter, records: list[CsvRecord], nul_seen: bool
+) -> PreparedBatch:
+    """Convert a batch and shape every sink's payload (CPU work, run in a thread)."""
+    converted = converter.convert(records, nul_seen)
+    search = sinks.search
+    return PreparedBatch(
+        converted=converted,
+        failed_csv=failed_rows_csv(converted.bad) if converted.bad else b"",
+        filter_values=sinks.filters.values(converted.columns),
+        search_actions=search.actions(converted.rows()) if search is not None else [],
+    )
+
+
+async def _write_batch(sinks: Sinks, batch: PreparedBatch) -> None:
+    """Write one batch to every sink concurrently."""
+    async with asyncio.TaskGroup() as tasks:
+        tasks.create_task(sinks.postgres.write(batch.converted.rows()))
+        if batch.filter_values:
+            tasks.create_task(sinks.filters.write(batch.filter_values))
+        if sinks.search is not None and batch.search_actions:
+            tasks.create_task(sinks.search.write(batch.search_actions))
+        if batch.failed_csv:
+            tasks.create_task(sinks.failed.write(batch.failed_csv))
+
+
+@contextlib.contextmanager
+def _main_error() -> Iterator[None]:
+    """Raise the most telling error of a task group (a project error first), not the group."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaves = list(_leaves(group))
+        # Plain raise: the chosen error keeps its own __cause__ (the driver's error).
+        raise next((e for e in leaves if isinstance(e, ConnectraError)), leaves[0])  # noqa: B904
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    """The exceptions inside nested exception groups."""
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
+
+
+INSERT_CSV_FILE = JobType(
+    "insert_csv_file",
+    InsertCsvData,
+    run_insert_csv,
+    "imports a CSV file from S3 into PostgreSQL, Elasticsearch and the filter values",
+)

@@ -1,0 +1,429 @@
+"""CSV records to typed rows of one service: the header's layout, per-type converters, bad rows.
+
+Pure and synchronous, so a whole batch can be converted in a worker thread.
+
+Conversion rules (the import's documented contract):
+
+- An empty field means NULL, for text as for every other type; a TEXT_ARRAY field left empty is
+  the empty array (the column is NOT NULL). Other text is stored exactly as written.
+- UUID: any form `uuid.UUID` accepts, stored in canonical lowercase form.
+- INTEGER / BIGINT: a base-10 integer within the column's range and CHECK constraint.
+- TIMESTAMP: ISO 8601 (`datetime.fromisoformat`); a time without an offset is UTC.
+- TEXT_ARRAY: a JSON array of strings (`["Software","SaaS"]`) or `;`-separated text
+  (`Software;SaaS`); items are trimmed and empty items dropped.
+- Duplicate uuids: the last occurrence wins; within a batch only the last row is kept.
+- Values of btree-indexed text columns (filterable fields and `email`) are limited to
+  `MAX_INDEXED_TEXT_CHARS`: a longer one would fail the whole batch's INSERT in PostgreSQL.
+- A NUL character in a field makes the row bad (PostgreSQL text cannot hold it).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from uuid import UUID
+
+from connectra.catalog import Field, FieldType, Service
+from connectra.errors import ConnectraError
+from connectra.processors.csv_stream import CsvRecord
+
+MAX_INDEXED_TEXT_CHARS = 512
+PREVIEW_CHARS = 40
+
+INT32 = (-(2**31), 2**31 - 1)
+INT64 = (-(2**63), 2**63 - 1)
+
+# Mirrors the CHECK constraints of migrations/0002: one row breaking them would fail its batch.
+FIELD_BOUNDS: dict[tuple[str, str], tuple[int, int]] = {
+    ("company", "employees_count"): (0, INT32[1]),
+    ("company", "annual_revenue"): (0, INT64[1]),
+    ("company", "founded_year"): (1000, 3000),
+}
+INDEXED_TEXT_FIELDS = frozenset({"email"})
+
+_CANONICAL_UUID = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+).fullmatch
+
+Value = str | int | datetime | list[str] | None
+Row = tuple[Value, ...]
+Converter = Callable[[str], Value]
+
+
+class HeaderError(ConnectraError):
+    """the CSV header row is not usable"""
+
+    code = "ERR_INVALID_HEADER"
+
+
+class MissingColumnsError(HeaderError):
+    """the CSV file lacks a required column"""
+
+    code = "ERR_MISSING_COLUMNS"
+
+
+class DuplicateColumnsError(HeaderError):
+    """the CSV header names a column more than once"""
+
+    code = "ERR_DUPLICATE_COLUMNS"
+
+
+@dataclass(frozen=True, slots=True)
+class RowLayout:
+    """How a file's columns map to a service's fields."""
+
+    service: Service
+    header: tuple[str, ...]
+    fields: tuple[Field, ...]
+    positions: tuple[int, ...]
+    ignored_columns: tuple[str, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The service fields the file has, in the order rows hold them."""
+        return tuple(f.name for f in self.fields)
+
+    @property
+    def has_every_field(self) -> bool:
+        """True when the file has a column for every field of the service."""
+        return len(self.fields) == len(self.service.fields)
+
+
+@dataclass(frozen=True, slots=True)
+class BadRow:
+    """A record that could not be imported: its line, why, and its fields (or raw text)."""
+
+    line: int
+    reason: str
+    fields: list[str]
+
+    @property
+    def message(self) -> str:
+        """The `runtime_errors` entry for this row."""
+        return f"line {self.line}: {self.reason}"
+
+
+@dataclass(slots=True)
+class ConvertedBatch:
+    """A converted batch: its good rows as columns (one uuid each, the last wins) and bad rows."""
+
+    columns: list[list[Value]] = field(default_factory=list)
+    good: int = 0
+    bad: list[BadRow] = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        """How many rows the batch writes (duplicates removed)."""
+        return len(self.columns[0]) if self.columns else 0
+
+    def rows(self) -> Iterator[Row]:
+        """The rows to write, built one at a time from the columns."""
+        return zip(*self.columns, strict=True)
+
+
+def _header_name(column: str) -> str:
+    """A header cell as a field name: trimmed, lowercase, `id` meaning `uuid`."""
+    name = column.strip().lower()
+    return "uuid" if name == "id" else name
+
+
+def read_header(service: Service, header: Sequence[str]) -> RowLayout:
+    """The layout of a file with this header row, or a clear error."""
+    names = [_header_name(column) for column in header]
+    _check_duplicates(header, names)
+    known = set(service.field_names)
+    missing = [f.name for f in service.required if f.name not in names]
+    if missing:
+        raise MissingColumnsError(
+            f"the CSV file lacks the required column(s) {', '.join(missing)} "
+            f"for service {service.name!r}"
+        )
+    mapped = [(i, service.field(name)) for i, name in enumerate(names) if name in known]
+    return RowLayout(
+        service=service,
+        header=tuple(header),
+        fields=tuple(f for _, f in mapped),
+        positions=tuple(i for i, _ in mapped),
+        ignored_columns=tuple(c for c, n in zip(header, names, strict=True) if n not in known),
+    )
+
+
+def _check_duplicates(header: Sequence[str], names: list[str]) -> None:
+    """Raise when two non-blank header cells name the same column."""
+    seen: dict[str, str] = {}
+    clashes: list[str] = []
+    for column, name in zip(header, names, strict=True):
+        if name and name in seen:
+            clashes.append(f"{seen[name]!r} and {column!r}")
+        seen.setdefault(name, column)
+    if clashes:
+        raise DuplicateColumnsError(f"the CSV header repeats columns: {'; '.join(clashes)}")
+
+
+def _preview(text: str) -> str:
+    """A value shortened for an error message."""
+    return repr(text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS] + "...")
+
+
+def parse_uuid(text: str) -> str:
+    """A UUID in canonical lowercase form."""
+    if _CANONICAL_UUID(text):
+        return text
+    try:
+        return str(UUID(text.strip()))
+    except ValueError:
+        raise ValueError(f"not a valid UUID: {_preview(text)}") from None
+
+
+def all_canonical_uuids(texts: Sequence[str]) -> bool:
+    """True when every text is a lowercase hyphenated UUID, checked with whole-column C calls."""
+    count = len(texts)
+    joined = "".join(texts)
+    return (
+        set(map(len, texts)) == {36}
+        and joined.count("-") == 4 * count
+        and all(joined[at::36] == "-" * count for at in (8, 13, 18, 23))
+        and joined == joined.lower()
+        and _hex_bytes(joined.replace("-", "")) == 16 * count
+    )
+
+
+def _hex_bytes(text: str) -> int:
+    """How many bytes the hex digits of `text` make; -1 if it holds anything else."""
+    try:
+        return len(bytes.fromhex(text))
+    except ValueError:
+        return -1
+
+
+def integer_parser(low: int, high: int) -> Converter:
+    """A converter for base-10 integers from `low` to `high`."""
+
+    def parse_integer(text: str) -> int:
+        try:
+            number = int(text)
+        except ValueError:
+            raise ValueError(f"not an integer: {_preview(text)}") from None
+        if not low <= number <= high:
+            raise ValueError(f"{number} is out of range ({low} to {high})")
+        return number
+
+    return parse_integer
+
+
+def parse_timestamp(text: str) -> datetime:
+    """An ISO 8601 timestamp; one without an offset is UTC."""
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"not an ISO 8601 timestamp: {_preview(text)}") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def parse_text_array(text: str) -> list[str]:
+    """A JSON array of strings or `;`-separated text; items trimmed, empty ones dropped."""
+    stripped = text.strip()
+    if stripped.startswith("["):
+        try:
+            items = json.loads(stripped)
+        except (ValueError, RecursionError):
+            raise ValueError(f"not a JSON array: {_preview(text)}") from None
+        if not isinstance(items, list) or not all(isinstance(item, str) for item in items):
+            raise ValueError(f"a JSON array must hold only strings: {_preview(text)}")
+    else:
+        items = stripped.split(";")
+    return [value for item in items if (value := item.strip())]
+
+
+def converter_for(service: Service, field: Field) -> Converter | None:
+    """How to turn a non-empty field of this type into its value; None for plain text."""
+    if field.type is FieldType.TEXT:
+        return None
+    if field.type is FieldType.UUID:
+        return parse_uuid
+    if field.type is FieldType.TIMESTAMP:
+        return parse_timestamp
+    if field.type is FieldType.TEXT_ARRAY:
+        return parse_text_array
+    default = INT32 if field.type is FieldType.INTEGER else INT64
+    return integer_parser(*FIELD_BOUNDS.get((service.name, field.name), default))
+
+
+def _is_length_limited(field: Field) -> bool:
+    """True for text fields PostgreSQL keeps in a btree index."""
+    text_type = field.type in (FieldType.TEXT, FieldType.TEXT_ARRAY)
+    return text_type and (field.filterable or field.name in INDEXED_TEXT_FIELDS)
+
+
+@dataclass(frozen=True, slots=True)
+class _Column:
+    """How one field of the layout is converted."""
+
+    name: str
+    position: int
+    convert: Converter | None
+    empty: Callable[[], Value]
+    required: bool
+    length_limited: bool
+
+
+def _columns(layout: RowLayout) -> list[_Column]:
+    """The conversion plan of each field of the layout, in row order."""
+    return [
+        _Column(
+            name=f.name,
+            position=position,
+            convert=converter_for(layout.service, f),
+            empty=list if f.type is FieldType.TEXT_ARRAY else _none,
+            required=f.required,
+            length_limited=_is_length_limited(f),
+        )
+        for f, position in zip(layout.fields, layout.positions, strict=True)
+    ]
+
+
+def _none() -> None:
+    """The value of an empty field."""
+    return None
+
+
+class RowConverter:
+    """Converts batches of records of one file, column by column.
+
+    Transposing a batch and converting each column with one comprehension costs far less than
+    per-row work; a column whose fast path fails is redone value by value to find the bad rows.
+    """
+
+    def __init__(self, layout: RowLayout) -> None:
+        self.layout = layout
+        self.width = len(layout.header)
+        self.key = layout.names.index("uuid")
+        self._columns = _columns(layout)
+
+    def convert(self, records: Sequence[CsvRecord], check_nul: bool) -> ConvertedBatch:
+        """Convert records into deduplicated rows and bad rows (in line order)."""
+        out = ConvertedBatch()
+        kept = self._well_formed(records, out.bad)
+        if not kept:
+            return out
+        texts = list(zip(*[record.fields for record in kept], strict=False))  # widths checked
+        reasons: dict[int, str] = {}
+        if check_nul:
+            _check_nul(texts, reasons)
+        values = [
+            self._convert_column(column, texts[column.position], reasons)
+            for column in self._columns
+        ]
+        if reasons:
+            out.bad += [
+                BadRow(kept[i].line, reason, kept[i].fields) for i, reason in reasons.items()
+            ]
+            out.bad.sort(key=_line)
+        out.good = len(kept) - len(reasons)
+        out.columns = _last_per_key(values, self.key, reasons)
+        return out
+
+    def _well_formed(self, records: Sequence[CsvRecord], bad: list[BadRow]) -> list[CsvRecord]:
+        """The records that split into the header's number of fields; the others go to `bad`."""
+        width = self.width
+        kept = [r for r in records if r.error is None and len(r.fields) == width]
+        if len(kept) < len(records):
+            bad += [
+                _malformed(r, width)
+                for r in records
+                if r.error is not None or len(r.fields) != width
+            ]
+        return kept
+
+    def _convert_column(
+        self, column: _Column, texts: tuple[str, ...], reasons: dict[int, str]
+    ) -> list[Value]:
+        """The values of one column; rows with a bad value are noted in `reasons`."""
+        convert, empty = column.convert, column.empty
+        if convert is None:
+            values: list[Value] = [text or None for text in texts]
+        elif convert is parse_uuid and all_canonical_uuids(texts):
+            values = list(texts)
+        else:
+            try:
+                values = [convert(text) if text else empty() for text in texts]
+            except ValueError:
+                values = _convert_each(column, texts, reasons)
+        if column.required and None in values:
+            _note(
+                reasons,
+                [i for i, v in enumerate(values) if v is None],
+                column,
+                "a value is required",
+            )
+        if column.length_limited and texts and max(map(len, texts)) > MAX_INDEXED_TEXT_CHARS:
+            _check_lengths(column, values, reasons)
+        return values
+
+
+def _convert_each(column: _Column, texts: tuple[str, ...], reasons: dict[int, str]) -> list[Value]:
+    """The values of a column converted one by one; a bad one is None and noted."""
+    convert, empty = column.convert, column.empty
+    assert convert is not None
+    values: list[Value] = []
+    for i, text in enumerate(texts):
+        try:
+            values.append(convert(text) if text else empty())
+        except ValueError as exc:
+            values.append(None)
+            reasons.setdefault(i, f"column {column.name}: {exc}")
+    return values
+
+
+def _note(reasons: dict[int, str], indices: list[int], column: _Column, reason: str) -> None:
+    """Mark rows bad, unless an earlier column already did."""
+    for i in indices:
+        reasons.setdefault(i, f"column {column.name}: {reason}")
+
+
+def _check_nul(texts: list[tuple[str, ...]], reasons: dict[int, str]) -> None:
+    """Mark rows with a NUL character in any field (PostgreSQL text cannot hold one)."""
+    for column in texts:
+        if "\x00" in "".join(column):
+            for i, text in enumerate(column):
+                if "\x00" in text:
+                    reasons.setdefault(i, "a field contains a NUL character")
+
+
+def _check_lengths(column: _Column, values: list[Value], reasons: dict[int, str]) -> None:
+    """Mark rows whose value (or an item of it) is too long for a btree index."""
+    limit = MAX_INDEXED_TEXT_CHARS
+    for i, value in enumerate(values):
+        items = value if isinstance(value, list) else (value,)
+        if any(isinstance(item, str) and len(item) > limit for item in items):
+            reasons.setdefault(i, f"column {column.name}: longer than {limit} characters")
+
+
+def _malformed(record: CsvRecord, width: int) -> BadRow:
+    """The bad row of a record that did not split into `width` fields."""
+    if record.error is not None:
+        return BadRow(record.line, record.error, [record.raw.rstrip("\r\n")])
+    return BadRow(
+        record.line, f"expected {width} fields, found {len(record.fields)}", record.fields
+    )
+
+
+def _line(row: BadRow) -> int:
+    """Sort key: the row's line."""
+    return row.line
+
+
+def _last_per_key(values: list[list[Value]], key: int, bad: dict[int, str]) -> list[list[Value]]:
+    """The columns without bad rows and without all but the last row of each key."""
+    keys = values[key]
+    if bad:
+        last = {keys[i]: i for i in range(len(keys)) if i not in bad}
+    else:
+        last = dict(zip(keys, range(len(keys)), strict=True))
+        if len(last) == len(keys):
+            return values
+    keep = sorted(last.values())
+    return [[column[i] for i in keep] for column in values]
