@@ -158,6 +158,20 @@ class InvalidIdempotencyKeyError(RequestError):
     code = "ERR_INVALID_IDEMPOTENCY_KEY"
 
 
+class BucketNotConfiguredError(ConnectraError):
+    """no S3 bucket is given and none is configured; set S3_BUCKET or pass s3_bucket"""
+
+    code = "ERR_S3_BUCKET_NOT_CONFIGURED"
+    http_status = 503
+
+
+class ServiceNotConfiguredError(ConnectraError):
+    """a service this job needs (object store or database) is not configured"""
+
+    code = "ERR_SERVICE_NOT_CONFIGURED"
+    http_status = 503
+
+
 class RouteNotFoundError(ConnectraError):
     """no such endpoint"""
 

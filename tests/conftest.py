@@ -20,7 +20,14 @@ import pytest
 from connectra.db.migrate import migrate
 from connectra.db.pool import create_pool
 from connectra.db.store import JobStore
-from tests.services import es_client, es_url, object_store, s3_bucket, s3_endpoint
+from tests.services import (
+    docker_available,
+    es_client,
+    es_url,
+    object_store,
+    s3_bucket,
+    s3_endpoint,
+)
 
 # Fixtures of the S3 and Elasticsearch test services, available to every test.
 __all__ = ["es_client", "es_url", "object_store", "s3_bucket", "s3_endpoint"]
@@ -32,20 +39,6 @@ def with_database(dsn: str, name: str) -> str:
     """The same server, another database."""
     parts = urlsplit(dsn)
     return urlunsplit(parts._replace(path=f"/{name}"))
-
-
-def _docker_available() -> bool:
-    """True when a Docker engine answers (never here; CI machines may differ)."""
-    try:
-        import docker
-        from docker.errors import DockerException
-    except ImportError:
-        return False
-    try:
-        docker.from_env(timeout=2).ping()
-    except (DockerException, OSError):
-        return False
-    return True
 
 
 async def _reachable(dsn: str) -> bool:
@@ -65,7 +58,7 @@ def admin_dsn() -> Iterator[str]:
     if explicit:
         yield explicit
         return
-    if _docker_available():
+    if docker_available():
         from testcontainers.postgres import PostgresContainer
 
         with PostgresContainer("postgres:16-alpine", driver=None) as container:

@@ -82,12 +82,32 @@ async def _remove_bucket(client: Any, bucket: str) -> None:
     await client.delete_bucket(Bucket=bucket)
 
 
+def docker_available() -> bool:
+    """True when a Docker engine answers (never on the development machines; CI may differ)."""
+    try:
+        import docker
+        from docker.errors import DockerException
+    except ImportError:
+        return False
+    try:
+        docker.from_env(timeout=2).ping()
+    except (DockerException, OSError):
+        return False
+    return True
+
+
 @pytest.fixture(scope="session")
 def es_url() -> Iterator[EsEndpoint]:
     """`CONNECTRA_TEST_ELASTICSEARCH_URL` if set, else an in-process osmem-server."""
     explicit = os.environ.get("CONNECTRA_TEST_ELASTICSEARCH_URL")
     if explicit:
         yield EsEndpoint(explicit, plain_media_types=False)
+        return
+    if docker_available():
+        from testcontainers.community.elasticsearch import ElasticSearchContainer
+
+        with ElasticSearchContainer("elasticsearch:8.15.3") as container:
+            yield EsEndpoint(container.get_url(), plain_media_types=False)
         return
     server = OsmemServer.start(japanese=False)
     try:

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from connectra.api.payloads import parse_uuid
 from connectra.api.state import OBJECTS, SETTINGS, STORE
-from connectra.errors import ConnectraError, RequestError
+from connectra.errors import BucketNotConfiguredError, ConnectraError, RequestError
 from connectra.jobs import Job, JobStatus
 from connectra.objectstore import ObjectStore
 from connectra.settings import Settings
@@ -27,13 +27,6 @@ class InvalidExpiryError(RequestError):
     """'expires_in' must be a whole number of seconds within the configured maximum"""
 
     code = "ERR_INVALID_EXPIRES_IN"
-
-
-class BucketNotConfiguredError(ConnectraError):
-    """no S3 bucket is configured; set S3_BUCKET"""
-
-    code = "ERR_S3_BUCKET_NOT_CONFIGURED"
-    http_status = 503
 
 
 class ObjectStoreNotConfiguredError(ConnectraError):

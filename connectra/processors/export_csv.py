@@ -26,7 +26,10 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from pydantic import Field as ModelField
 
 from connectra.catalog import service_named
-from connectra.errors import ConnectraError, RequestError
+from connectra.errors import (
+    BucketNotConfiguredError,
+    ServiceNotConfiguredError,
+)
 from connectra.objectstore import ObjectStore
 from connectra.processors.base import JobContext, JobType, ProgressReporter, Services
 from connectra.processors.csv_format import RowFormatter, join_lines
@@ -42,18 +45,6 @@ PROGRESS_INTERVAL_SECONDS = 1.0
 
 Chunks = AsyncGenerator[tuple[bytes, int], None]
 T = TypeVar("T")
-
-
-class S3BucketNotConfiguredError(RequestError):
-    """no 's3_bucket' was given and S3_BUCKET is not set"""
-
-    code = "ERR_S3_BUCKET_NOT_CONFIGURED"
-
-
-class ServiceNotConfiguredError(ConnectraError):
-    """a service this job needs (object store or database) is not configured"""
-
-    code = "ERR_SERVICE_NOT_CONFIGURED"
 
 
 class ExportCsvData(BaseModel):
@@ -99,7 +90,7 @@ def export_bucket(data: ExportCsvData, settings: Settings) -> str:
     """The bucket the job names, else the configured default."""
     bucket = data.s3_bucket or settings.s3_bucket
     if not bucket:
-        raise S3BucketNotConfiguredError()
+        raise BucketNotConfiguredError()
     return bucket
 
 

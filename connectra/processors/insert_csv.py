@@ -9,6 +9,15 @@ Memory holds a few batches whatever the file size.
 Bad rows never fail the job: they are counted, listed (capped) in `runtime_errors` and written
 to a failed-rows CSV next to the source (see `failed_rows`). Conversion rules, including
 "empty means NULL" and "the last duplicate uuid wins", are in `row_parsing`.
+
+Imports resume. Once a batch is committed in every sink (its bad rows included, which are kept
+in PostgreSQL until the end), the attempt saves a checkpoint on the job row (`import_checkpoint`):
+the byte offset and line after the batch, the totals, the header and the object's ETag. The next
+attempt, automatic or a manual retry, reads the header from the checkpoint, fetches only the rest
+of the object with a ranged GET and carries the line numbers and totals on; batches written after
+the checkpoint are written again, which every sink tolerates. If the object was replaced since,
+the checkpoint is ignored and the import starts over (and says so in `messages`). The failed-rows
+CSV is written once the whole file is in, from the bad rows of every attempt.
 """
 
 from __future__ import annotations
@@ -24,11 +33,12 @@ from elasticsearch import AsyncElasticsearch
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectra.catalog import Service, service_named
-from connectra.errors import ConnectraError
-from connectra.objectstore import ObjectStore
+from connectra.errors import BucketNotConfiguredError, ConnectraError, ServiceNotConfiguredError
+from connectra.objectstore import ObjectStat, ObjectStore
 from connectra.processors.base import JobContext, JobType
 from connectra.processors.csv_stream import MAX_RECORD_BYTES, CsvRecord, CsvRecordReader
-from connectra.processors.failed_rows import FailedRowsFile, failed_rows_csv, failed_rows_key
+from connectra.processors.failed_rows import FailedRowsFile, failed_rows_key, failed_rows_lines
+from connectra.processors.import_checkpoint import Checkpoint
 from connectra.processors.row_parsing import (
     ConvertedBatch,
     HeaderError,
@@ -36,7 +46,13 @@ from connectra.processors.row_parsing import (
     RowLayout,
     read_header,
 )
-from connectra.processors.sinks import FilterSink, FilterValue, PostgresSink, SearchSink
+from connectra.processors.sinks import (
+    FailedRowsSink,
+    FilterSink,
+    FilterValue,
+    PostgresSink,
+    SearchSink,
+)
 
 QUEUE_BATCHES = 1
 
@@ -51,32 +67,29 @@ class InsertCsvData(BaseModel):
     service: Literal["contact", "company"] = "contact"
 
 
-class BucketNotConfiguredError(ConnectraError):
-    """job_data has no 's3_bucket' and S3_BUCKET is not set"""
-
-    code = "ERR_S3_BUCKET_NOT_CONFIGURED"
-
-
 class EmptyFileError(ConnectraError):
     """the CSV file is empty: it has no header row"""
 
     code = "ERR_EMPTY_FILE"
 
 
-class ServiceNotConfiguredError(ConnectraError):
-    """this process is not connected to a system the job needs"""
+@dataclass(frozen=True, slots=True)
+class Position:
+    """A record boundary of the object: its byte offset and line number."""
 
-    code = "ERR_SERVICE_NOT_CONFIGURED"
+    offset: int
+    line: int
 
 
 @dataclass(slots=True)
 class PreparedBatch:
-    """A converted batch with each sink's payload, ready to write."""
+    """A converted batch with each sink's payload, ready to write, and where it ends."""
 
     converted: ConvertedBatch
-    failed_csv: bytes
+    failed_lines: list[tuple[int, bytes]]
     filter_values: set[FilterValue]
     search_actions: list[dict[str, Any]]
+    end: Position
 
 
 @dataclass(slots=True)
@@ -94,7 +107,7 @@ class Sinks:
 
     postgres: PostgresSink
     filters: FilterSink
-    failed: FailedRowsFile
+    failed: FailedRowsSink
     search: SearchSink | None
 
 

@@ -37,7 +37,7 @@ from connectra.processors.csv_format import RowFormatter
 from connectra.processors.demo import NOOP
 from connectra.processors.export_csv import (
     EXPORT_CSV_FILE,
-    S3BucketNotConfiguredError,
+    BucketNotConfiguredError,
     write_export,
 )
 from connectra.processors.export_sources import SearchIndexNotFoundError, postgres_pages
@@ -745,7 +745,7 @@ async def test_the_job_bucket_wins_and_no_bucket_at_all_is_an_error(
         objects=object_store,
         bucket=None,
     )
-    with pytest.raises(S3BucketNotConfiguredError) as caught:
+    with pytest.raises(BucketNotConfiguredError) as caught:
         await EXPORT_CSV_FILE.run(ctx)
     assert caught.value.code == "ERR_S3_BUCKET_NOT_CONFIGURED"
 
