@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
@@ -163,6 +164,14 @@ async def _run_shielded(work: Coroutine[Any, Any, None]) -> None:
     if cancelled:
         raise asyncio.CancelledError
     task.result()
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectStat:
+    """What a HEAD request tells about an object."""
+
+    size: int
+    etag: str
 
 
 class MultipartWriter:
@@ -353,13 +362,17 @@ class ObjectStore:
 
     async def head(self, bucket: str, key: str) -> int:
         """The object's size in bytes."""
+        return (await self.stat(bucket, key)).size
+
+    async def stat(self, bucket: str, key: str) -> ObjectStat:
+        """The object's size and ETag (which changes whenever the content is replaced)."""
         try:
             with _mapped_errors(bucket, key):
                 response = await self.client.head_object(Bucket=bucket, Key=key)
         except ObjectNotFound:
             await self._check_bucket(bucket)
             raise
-        return int(response["ContentLength"])
+        return ObjectStat(int(response["ContentLength"]), str(response.get("ETag", "")))
 
     async def _check_bucket(self, bucket: str) -> None:
         """Raise `BucketNotFound` when the bucket is missing (HEAD answers a bare 404)."""

@@ -3,6 +3,11 @@
 Columns are `line,error,<the source's header columns...>`; a record that could not be split into
 fields has its raw text in the first source column. The object is only created once a bad row
 comes, and is streamed with a multipart upload, so memory stays bounded.
+
+So that a resumed import loses none of them, bad rows are not uploaded as they come: each batch's
+rows are stored in PostgreSQL (`sinks.FailedRowsSink`, one CSV line per row, keyed by job and
+line) before the batch's checkpoint is saved. Once the whole file is imported, the attempt that
+finishes streams them into this file in line order, then deletes them.
 """
 
 from __future__ import annotations
@@ -29,6 +34,11 @@ def failed_rows_csv(rows: Sequence[BadRow]) -> bytes:
     buffer = io.StringIO()
     csv.writer(buffer).writerows([row.line, row.reason, *row.fields] for row in rows)
     return buffer.getvalue().encode()
+
+
+def failed_rows_lines(rows: Sequence[BadRow]) -> list[tuple[int, bytes]]:
+    """Each bad row's line number and its line of the failed-rows CSV."""
+    return [(row.line, failed_rows_csv([row])) for row in rows]
 
 
 class FailedRowsFile:

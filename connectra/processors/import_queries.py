@@ -46,6 +46,24 @@ ON CONFLICT DO NOTHING
 """
 
 
+# The bad rows of a batch, one CSV line each; a batch written again after a resume adds nothing.
+FAILED_ROWS_INSERT = """
+INSERT INTO import_failed_rows (job_id, line, csv)
+SELECT $1, line, csv FROM unnest($2::bigint[], $3::bytea[]) AS given(line, csv)
+ON CONFLICT DO NOTHING
+"""
+
+# The next page of a job's bad rows in line order (keyset pagination on the primary key).
+FAILED_ROWS_PAGE = """
+SELECT line, csv FROM import_failed_rows
+WHERE job_id = $1 AND line > $2
+ORDER BY line
+LIMIT $3
+"""
+
+FAILED_ROWS_DELETE = "DELETE FROM import_failed_rows WHERE job_id = $1"
+
+
 def identifier(service: Service, name: str) -> str:
     """A quoted column name, only if it is one of the service's fields."""
     if name not in service.field_names:

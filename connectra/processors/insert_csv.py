@@ -124,7 +124,7 @@ async def run_insert_csv(ctx: JobContext, data: InsertCsvData) -> dict[str, Any]
 
 
 class CsvImport:
-    """One run of an import: header, then the reader and writer tasks, then the response."""
+    """One attempt of an import: header, then the reader and writer tasks, then the response."""
 
     def __init__(
         self,
@@ -143,25 +143,75 @@ class CsvImport:
         self.key = key
         self.totals = Totals()
         self.nul_seen = False  # set once a chunk holds a NUL byte; rows are then checked for it
+        self.failed_rows = FailedRowsSink(pool, ctx.job.id)
+        self.stat = ObjectStat(0, "")
+        self.header: list[str] = []
+        self.resumed: Checkpoint | None = None
+        self.restarted = False  # a checkpoint was ignored: the object changed since
 
     async def run(self) -> dict[str, Any]:
         """Import the file; the job_response fields."""
-        async with contextlib.aclosing(self._record_lists()) as lists:
-            header, pending = await _first_record(lists)
-            layout = read_header(self.service, header.fields)
-            self.ctx.log.info(
-                "importing %s", self.key, extra={"action": "import_start", "bucket": self.bucket}
-            )
-            failed_key = await self._import(layout, lists, pending)
+        self.stat = await self.objects.stat(self.bucket, self.key)
+        self.resumed = self._resume_point()
+        if self.resumed is None:
+            await self.failed_rows.clear()  # left by an attempt that never saved a checkpoint
+        start = self._start()
+        async with contextlib.aclosing(self._record_lists(start)) as lists:
+            pending = await self._read_header(lists)
+            layout = read_header(self.service, self.header)
+            self._log_start(start)
+            await self._import(layout, lists, pending)
+        failed_key = await self._write_failed_rows(layout)
         return self._response(layout, failed_key)
+
+    def _resume_point(self) -> Checkpoint | None:
+        """The checkpoint to resume from (its totals restored), or None to start over."""
+        saved = self.ctx.job.checkpoint
+        checkpoint = Checkpoint.from_json(saved)
+        if checkpoint is None or not checkpoint.matches(self.stat):
+            if saved is not None:
+                self.restarted = True
+                self.ctx.log.warning(
+                    "the checkpoint does not match s3://%s/%s; importing from the start",
+                    self.bucket,
+                    self.key,
+                    extra={"action": "import_restart", "bucket": self.bucket},
+                )
+            return None
+        self.totals = Totals(checkpoint.processed, checkpoint.failed, list(checkpoint.errors))
+        self.header = list(checkpoint.header)
+        return checkpoint
+
+    def _start(self) -> Position:
+        """Where this attempt starts reading."""
+        if self.resumed is None:
+            return Position(0, 1)
+        return Position(self.resumed.offset, self.resumed.line)
+
+    async def _read_header(self, lists: AsyncIterator[list[CsvRecord]]) -> list[CsvRecord]:
+        """Read the header row unless resuming; the records that came with it."""
+        if self.resumed is not None:
+            return []
+        header, pending = await _first_record(lists)
+        self.header = header.fields
+        return pending
+
+    def _log_start(self, start: Position) -> None:
+        """Log where the import starts."""
+        self.ctx.log.info(
+            "importing %s from line %d",
+            self.key,
+            start.line,
+            extra={"action": "import_start", "bucket": self.bucket, "offset": start.offset},
+        )
 
     async def _import(
         self,
         layout: RowLayout,
         lists: AsyncIterator[list[CsvRecord]],
         pending: list[CsvRecord],
-    ) -> str | None:
-        """Run the pipeline into every sink; the failed-rows key, if that file was written."""
+    ) -> None:
+        """Run the pipeline into every sink."""
         async with contextlib.AsyncExitStack() as stack:
             sinks = Sinks(
                 postgres=await stack.enter_async_context(
@@ -170,19 +220,23 @@ class CsvImport:
                     )
                 ),
                 filters=FilterSink(self.pool, layout),
-                failed=await stack.enter_async_context(self._failed_rows_file(layout)),
+                failed=self.failed_rows,
                 search=await self._search_sink(layout),
             )
             with _main_error():
                 await self._pipeline(sinks, RowConverter(layout), lists, pending)
         if sinks.search is not None:
             await sinks.search.refresh()
-        return sinks.failed.key
 
-    def _failed_rows_file(self, layout: RowLayout) -> FailedRowsFile:
-        """The failed-rows file beside the source."""
+    async def _write_failed_rows(self, layout: RowLayout) -> str | None:
+        """Write the bad rows of every attempt to the failed-rows file; its key, if any."""
         key = failed_rows_key(self.key)
-        return FailedRowsFile(self.objects, self.bucket, key, layout.header)
+        async with FailedRowsFile(self.objects, self.bucket, key, layout.header) as file:
+            async for page in self.failed_rows.pages():
+                await file.write(page)
+        await self.failed_rows.clear()
+        # An attempt that stopped after this point left the file written and the rows gone.
+        return key if self.totals.failed else None
 
     async def _search_sink(self, layout: RowLayout) -> SearchSink | None:
         """The search sink, when Elasticsearch is configured."""
@@ -204,10 +258,11 @@ class CsvImport:
             tasks.create_task(self._read(sinks, converter, lists, pending, queue))
             tasks.create_task(self._write(sinks, queue))
 
-    async def _record_lists(self) -> AsyncGenerator[list[CsvRecord], None]:
-        """The object's records, a list per chunk that completed any; parsed off the loop."""
-        reader = CsvRecordReader(max_record_bytes=MAX_RECORD_BYTES)
-        async with contextlib.aclosing(self.objects.iter_object(self.bucket, self.key)) as chunks:
+    async def _record_lists(self, start: Position) -> AsyncGenerator[list[CsvRecord], None]:
+        """The records from `start`, a list per chunk that completed any; parsed off the loop."""
+        reader = CsvRecordReader(start.offset, start.line, MAX_RECORD_BYTES)
+        chunks = self.objects.iter_object(self.bucket, self.key, start.offset)
+        async with contextlib.aclosing(chunks):
             async for chunk in chunks:
                 # Set before parsing, so every record holding this NUL is checked.
                 self.nul_seen = self.nul_seen or b"\x00" in chunk
@@ -255,12 +310,12 @@ class CsvImport:
         """Write queued batches in order, reporting progress as each is committed."""
         async with asyncio.TaskGroup() as tasks:
             reported: asyncio.Task[None] | None = None
-            staged: ConvertedBatch | None = None  # written, its PostgreSQL commit pending
+            staged: PreparedBatch | None = None  # written, its PostgreSQL commit pending
             while (batch := await queue.get()) is not None:
                 await _write_batch(sinks, batch)  # commits the batch staged before
                 if staged is not None:
                     reported = await self._committed(tasks, staged, reported)
-                staged = batch.converted
+                staged = _written(batch)
             await sinks.postgres.flush()
             if staged is not None:
                 await self._committed(tasks, staged, reported)
@@ -268,19 +323,34 @@ class CsvImport:
     async def _committed(
         self,
         tasks: asyncio.TaskGroup,
-        batch: ConvertedBatch,
+        batch: PreparedBatch,
         reported: asyncio.Task[None] | None,
     ) -> asyncio.Task[None]:
-        """Count a committed batch and report progress; the report's task."""
-        self._count(batch)
+        """Count a batch committed in every sink, report progress and save a checkpoint."""
+        self._count(batch.converted)
         if reported is not None:
             await reported  # one report at a time, so they land in order
-        # Reported while the next batch is written: a round trip off the critical path.
-        return tasks.create_task(self._report(self._progress()))
+        # Reported while the next batch is written: round trips off the critical path.
+        return tasks.create_task(self._report(self._progress(), self._checkpoint(batch.end)))
 
-    async def _report(self, progress: dict[str, Any]) -> None:
-        """Hand progress to the runner."""
+    async def _report(self, progress: dict[str, Any], checkpoint: Checkpoint) -> None:
+        """Hand progress, then the checkpoint, to the runner."""
         await self.ctx.report_progress(progress)
+        await self.ctx.save_checkpoint(checkpoint.to_json())
+
+    def _checkpoint(self, end: Position) -> Checkpoint:
+        """The checkpoint after a batch ending at `end`, with the totals so far."""
+        totals = self.totals
+        return Checkpoint(
+            offset=end.offset,
+            line=end.line,
+            processed=totals.processed,
+            failed=totals.failed,
+            errors=list(totals.errors),
+            header=list(self.header),
+            size=self.stat.size,
+            etag=self.stat.etag,
+        )
 
     def _progress(self) -> dict[str, Any]:
         """The progress fields of the job_response."""
@@ -306,8 +376,8 @@ class CsvImport:
             totals.failed,
             extra={"action": "import_done"},
         )
-        return {
-            "messages": f"imported {totals.processed} rows, {totals.failed} failed",
+        response: dict[str, Any] = {
+            "messages": self._message(),
             "number_records_processed": totals.processed,
             "number_records_failed": totals.failed,
             "runtime_errors": totals.errors,
@@ -318,6 +388,19 @@ class CsvImport:
             "s3_bucket": self.bucket,
             "service": self.service.name,
         }
+        if self.resumed is not None:
+            response["resumed_from_line"] = self.resumed.line
+        return response
+
+    def _message(self) -> str:
+        """The `messages` of a finished import."""
+        totals = self.totals
+        message = f"imported {totals.processed} rows, {totals.failed} failed"
+        if self.resumed is not None:
+            return f"{message} (resumed from line {self.resumed.line})"
+        if self.restarted:
+            return f"{message} (the file changed since the last attempt: imported from the start)"
+        return message
 
 
 async def _first_record(
@@ -340,10 +423,16 @@ def _prepare(
     search = sinks.search
     return PreparedBatch(
         converted=converted,
-        failed_csv=failed_rows_csv(converted.bad) if converted.bad else b"",
+        failed_lines=failed_rows_lines(converted.bad),
         filter_values=sinks.filters.values(converted.columns),
         search_actions=search.actions(converted.rows()) if search is not None else [],
+        end=Position(records[-1].end_offset, records[-1].next_line),
     )
+
+
+def _written(batch: PreparedBatch) -> PreparedBatch:
+    """What is kept of a written batch until its commit: its rows' counts and its end."""
+    return PreparedBatch(batch.converted, [], set(), [], batch.end)
 
 
 async def _write_batch(sinks: Sinks, batch: PreparedBatch) -> None:
@@ -354,8 +443,8 @@ async def _write_batch(sinks: Sinks, batch: PreparedBatch) -> None:
             tasks.create_task(sinks.filters.write(batch.filter_values))
         if sinks.search is not None and batch.search_actions:
             tasks.create_task(sinks.search.write(batch.search_actions))
-        if batch.failed_csv:
-            tasks.create_task(sinks.failed.write(batch.failed_csv))
+        if batch.failed_lines:
+            tasks.create_task(sinks.failed.write(batch.failed_lines))
 
 
 @contextlib.contextmanager

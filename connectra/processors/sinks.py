@@ -1,4 +1,5 @@
-"""Where an import writes each batch: the service's table, its search index, its filter values.
+"""Where an import writes each batch: the service's table, its search index, its filter values,
+and the job's failed-rows table.
 
 Each sink has a pure part that shapes a batch's payload (safe to run in a worker thread) and an
 async part that writes it; every write is idempotent, so a retried job converges.
@@ -28,6 +29,7 @@ FILTER_CACHE_MAX = 100_000
 SPARE_CONNECTION_WAIT_S = 1.0
 TRANSIENT_HEADROOM = 2
 BULK_CHUNK_DOCS = 500
+FAILED_ROWS_PAGE_ROWS = 200  # fewer rows than a default batch: no more memory than one
 BULK_MAX_RETRIES = 2
 SHOWN_BULK_ERRORS = 3
 
@@ -246,6 +248,42 @@ class FilterSink:
         if len(self._known) + len(new) > FILTER_CACHE_MAX:
             self._known.clear()  # keeps memory bounded; at worst a value is inserted again
         self._known.update(new)
+
+
+class FailedRowsSink:
+    """Keeps the bad rows of one job in `import_failed_rows`, one failed-rows CSV line each.
+
+    Rows are keyed by (job, line), so a batch written again by a resumed attempt adds nothing.
+    """
+
+    def __init__(self, pool: asyncpg.Pool, job_id: int) -> None:
+        self._pool = pool
+        self._job_id = job_id
+
+    async def write(self, lines: Sequence[tuple[int, bytes]]) -> None:
+        """Store (line number, CSV line) pairs."""
+        with _database_errors():
+            await self._pool.execute(
+                q.FAILED_ROWS_INSERT, self._job_id, [n for n, _ in lines], [c for _, c in lines]
+            )
+
+    async def pages(self) -> AsyncIterator[bytes]:
+        """The stored CSV lines in line order, a page at a time, never all at once."""
+        after = 0
+        while True:
+            with _database_errors():
+                rows = await self._pool.fetch(
+                    q.FAILED_ROWS_PAGE, self._job_id, after, FAILED_ROWS_PAGE_ROWS
+                )
+            if not rows:
+                return
+            yield b"".join(row["csv"] for row in rows)
+            after = rows[-1]["line"]
+
+    async def clear(self) -> None:
+        """Forget every stored row of the job."""
+        with _database_errors():
+            await self._pool.execute(q.FAILED_ROWS_DELETE, self._job_id)
 
 
 def _items(value: Value) -> list[str]:

@@ -23,7 +23,7 @@ from connectra.db.store import JobStore
 from connectra.errors import InvalidJobDataError
 from connectra.jobs import FIRST_TIME
 from connectra.logs import BoundLogger
-from connectra.objectstore import BucketNotFound, ObjectNotFound, ObjectStore
+from connectra.objectstore import BucketNotFound, ObjectNotFound, ObjectStat, ObjectStore
 from connectra.processors import insert_csv, sinks
 from connectra.processors.base import JobContext, Services
 from connectra.processors.csv_stream import CsvRecordReader
@@ -730,6 +730,10 @@ class GeneratedObjectStore(ObjectStore):
                 yield ("\n".join(lines) + "\n").encode()
                 lines = []
                 await asyncio.sleep(0)
+
+    async def stat(self, bucket: str, key: str) -> ObjectStat:
+        """A made-up size and ETag: the generated content never changes."""
+        return ObjectStat(0, f"generated-{key}")
 
 
 async def peak_traced_bytes(env: Env, rows: int) -> int:
