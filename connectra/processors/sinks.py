@@ -172,6 +172,10 @@ class PostgresSink:
             await _rollback_quietly(self._staged)
         for conn in self._conns:
             with contextlib.suppress(*_CONNECTION_ERRORS):
+                if conn.is_in_transaction():
+                    # A failed statement leaves its transaction open and aborted on whichever
+                    # lane it ran; the DROP below would be refused inside it.
+                    await conn.execute("ROLLBACK")
                 await conn.execute(q.staging_drop(self._service))
 
 
