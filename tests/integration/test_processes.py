@@ -278,3 +278,25 @@ async def test_a_killed_runners_job_is_rescued_by_another_runner(
     assert any("ERR_RESCUED" in line for line in rescued.job_response["runtime_errors"])
     survivor.send(signal.SIGTERM)
     assert await survivor.wait(20) == 0
+
+
+async def test_operator_cancel_and_retry_now(
+    spawn: Callable[..., Awaitable[Process]], store: JobStore, pool: asyncpg.Pool
+) -> None:
+    waiting = await store.create("noop", {})
+    cancel = await spawn("jobs", "cancel", str(waiting.uuid), LOG_LEVEL="ERROR")
+    assert await cancel.wait(30) == 0
+    assert json.loads(cancel.output())["status"] == "aborted"
+
+    again = await spawn("jobs", "cancel", str(waiting.uuid), LOG_LEVEL="ERROR")
+    assert await again.wait(30) == 1
+    assert again.log_path.read_text().startswith("ERR_JOB_FINISHED: ")
+
+    failed = await store.create("noop", {})
+    await pool.execute(
+        "UPDATE jobs SET status = 'failed_final', attempts = 1 WHERE id = $1", failed.id
+    )
+    retry = await spawn("jobs", "retry-now", str(failed.uuid), LOG_LEVEL="ERROR")
+    assert await retry.wait(30) == 0
+    reopened = await store.get(failed.uuid)
+    assert (reopened.status, reopened.attempts) == ("open", 0)
