@@ -1,0 +1,122 @@
+"""Pickup latency of an idle runner: create committed -> handler started, product and pgqueuer.
+
+Product: jobs inserted one at a time (autocommit) while one runner idles with a one-hour tick,
+so only LISTEN/NOTIFY can wake it; latency = jobs.started_at - jobs.created_at (both server
+clock). pgqueuer: a `pgq.run` worker with a 60 s dequeue timeout; latency = time.time() when the
+handler starts - time.time() when `enqueue` returned (same host clock)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+from common import (
+    BENCH_DIR,
+    PYTHON,
+    Figure,
+    Result,
+    bench_database,
+    children,
+    log,
+    percentile,
+    product_env,
+    start,
+    wait_for,
+    wait_log,
+)
+
+GAP_S = 0.1  # idle time between two creates
+
+
+async def connectra_latency(dsn: str, samples: int) -> list[float]:
+    env = product_env(dsn, PARALLEL_JOBS=4, TICKER_INTERVAL_MINUTES=60)
+    with children() as procs:
+        procs.append(
+            start("latency_runner", [PYTHON, "-m", "connectra", "jobs", "first_time"], env)
+        )
+        await wait_log(procs[0], "listening for new jobs")
+        await asyncio.sleep(0.5)
+        conn = await asyncpg.connect(dsn)
+        try:
+            for _ in range(samples):
+                await conn.execute("INSERT INTO jobs (job_type, data) VALUES ('noop', '{}')")
+                await asyncio.sleep(GAP_S)
+
+            async def done() -> bool:
+                n = await conn.fetchval("SELECT count(*) FROM jobs WHERE status = 'completed'")
+                return bool(n >= samples)
+
+            await wait_for(done, 60, "latency jobs to complete")
+            rows = await conn.fetch(
+                "SELECT extract(epoch FROM started_at - created_at) AS s FROM jobs"
+            )
+        finally:
+            await conn.close()
+    return [float(r["s"]) for r in rows]
+
+
+async def pgqueuer_latency(dsn: str, samples: int) -> list[float]:
+    from pgqueuer import AsyncpgDriver, Queries
+
+    setup = await asyncio.create_subprocess_exec(
+        PYTHON, str(BENCH_DIR / "peer_workers.py"), "pgqueuer-setup", dsn
+    )
+    await setup.wait()
+    with children() as procs:
+        worker = start(
+            "latency_pgqueuer", [PYTHON, str(BENCH_DIR / "peer_workers.py"), "pgqueuer-listen", dsn]
+        )
+        procs.append(worker)
+        await wait_log(worker, "ready")
+        await asyncio.sleep(1.5)  # let pgq.run start listening
+        conn = await asyncpg.connect(dsn)
+        queries = Queries(AsyncpgDriver(conn))
+        sent: dict[int, float] = {}
+        try:
+            for _ in range(samples):
+                (job_id,) = await queries.enqueue("noop", None)
+                sent[int(job_id)] = time.time()
+                await asyncio.sleep(GAP_S)
+        finally:
+            await conn.close()
+
+        def received() -> dict[int, float]:
+            got = {}
+            for line in worker.log_text().splitlines():
+                parts = line.split()
+                if len(parts) == 2 and parts[0].isdigit():
+                    got[int(parts[0])] = float(parts[1])
+            return got
+
+        await wait_for(lambda: len(received()) >= samples, 60, "pgqueuer latency jobs")
+        got = received()
+    return [got[i] - t for i, t in sent.items() if i in got]
+
+
+async def run(quick: bool) -> Result:
+    samples = 50 if quick else 300
+    result = Result("pickup_latency", details={"samples": samples, "gap_s": GAP_S})
+    async with bench_database("latency") as dsn:
+        log(f"latency: connectra, {samples} single creates")
+        ours = await connectra_latency(dsn, samples)
+        log(f"latency: pgqueuer, {samples} single enqueues")
+        theirs = await pgqueuer_latency(dsn, samples)
+    for name, values in (("connectra", ours), ("pgqueuer", theirs)):
+        result.details[name] = {
+            f"p{p}_ms": round(percentile(values, p) * 1000, 3) for p in (50, 90, 99)
+        } | {"max_ms": round(max(values) * 1000, 3), "n": len(values)}
+    o, t = result.details["connectra"], result.details["pgqueuer"]
+    result.figures += [
+        Figure("pickup p50", o["p50_ms"], "ms", "pgqueuer p50", t["p50_ms"]),
+        Figure(
+            "pickup p99",
+            o["p99_ms"],
+            "ms",
+            "pgqueuer p99",
+            t["p99_ms"],
+            "< 100 ms",
+            o["p99_ms"] < 100,
+        ),
+    ]
+    return result

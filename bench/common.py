@@ -1,0 +1,239 @@
+"""Shared helpers: a throw-away database, child processes, timing and result records."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+ADMIN_DSN = os.environ.get("BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+BENCH_DIR = Path(__file__).resolve().parent
+REPO = BENCH_DIR.parent
+PYTHON = sys.executable
+WORK = Path(os.environ.get("BENCH_WORK_DIR", "/tmp/connectra-bench"))
+LOGS = WORK / "logs"
+
+
+@dataclass
+class Figure:
+    """One measured figure, its same-run baseline and the target it is judged by."""
+
+    metric: str
+    value: float
+    unit: str
+    baseline: str | None = None
+    baseline_value: float | None = None
+    target: str = ""
+    met: bool | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        if self.baseline_value in (None, 0):
+            return None
+        return self.value / self.baseline_value  # type: ignore[operator]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "metric": self.metric,
+            "value": round(self.value, 3),
+            "unit": self.unit,
+            "baseline": self.baseline,
+            "baseline_value": None
+            if self.baseline_value is None
+            else round(self.baseline_value, 3),
+            "ratio": None if self.ratio is None else round(self.ratio, 3),
+            "target": self.target,
+            "met": self.met,
+        }
+
+
+@dataclass
+class Result:
+    """What one benchmark returns."""
+
+    name: str
+    figures: list[Figure] = field(default_factory=list)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "figures": [f.as_dict() for f in self.figures],
+            "details": self.details,
+        }
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def dsn_for(dbname: str) -> str:
+    base, _, _ = ADMIN_DSN.rpartition("/")
+    return f"{base}/{dbname}"
+
+
+@contextlib.asynccontextmanager
+async def bench_database(tag: str, migrate: bool = True) -> AsyncIterator[str]:
+    """A fresh database (migrated with `connectra migrate`), dropped afterwards."""
+    name = f"bench_{tag}_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(ADMIN_DSN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    dsn = dsn_for(name)
+    try:
+        if migrate:
+            await asyncio.to_thread(
+                subprocess.run,
+                [PYTHON, "-m", "connectra", "migrate"],
+                env=product_env(dsn),
+                cwd=WORK,
+                check=True,
+                capture_output=True,
+            )
+        yield dsn
+    finally:
+        admin = await asyncpg.connect(ADMIN_DSN)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+def product_env(dsn: str, **extra: Any) -> dict[str, str]:
+    """Environment for a product process: only what we set, plus PATH and friends."""
+    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+    env.update(
+        DATABASE_URL=dsn,
+        LOG_LEVEL="INFO",
+        PYTHONPATH=str(REPO),
+        AWS_ACCESS_KEY_ID="bench",
+        AWS_SECRET_ACCESS_KEY="bench",
+        AWS_DEFAULT_REGION="us-east-1",
+    )
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+@dataclass
+class Child:
+    """A child process in its own session, with its output in a log file."""
+
+    name: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def peak_rss_mb(self) -> float | None:
+        """VmHWM (peak resident set) of the process, while it is alive."""
+        try:
+            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        except (FileNotFoundError, ProcessLookupError):
+            return None
+        return None
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+
+
+def start(name: str, args: list[str], env: dict[str, str] | None = None) -> Child:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log_path = LOGS / f"{name}.log"
+    out = log_path.open("wb")
+    proc = subprocess.Popen(
+        args,
+        env=env,
+        cwd=WORK,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    out.close()
+    return Child(name, proc, log_path)
+
+
+@contextlib.contextmanager
+def children() -> Iterator[list[Child]]:
+    """Every child appended to the list is stopped on the way out, whatever happens."""
+    started: list[Child] = []
+    try:
+        yield started
+    finally:
+        for child in reversed(started):
+            child.stop()
+
+
+async def wait_for(predicate: Any, limit: float, what: str, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + limit
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {limit:.0f}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+async def wait_log(child: Child, text: str, limit: float = 30) -> None:
+    def seen() -> bool:
+        if child.proc.poll() is not None:
+            raise RuntimeError(f"{child.name} exited early:\n{child.log_text()[-3000:]}")
+        return text in child.log_text()
+
+    await wait_for(seen, limit, f"{text!r} in {child.name}'s log")
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = (len(ordered) - 1) * pct / 100
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def run_psql(dsn: str, *commands: str) -> float:
+    """Run commands in one psql session; the wall time in seconds."""
+    args = ["psql", dsn, "-X", "-q", "-v", "ON_ERROR_STOP=1"]
+    for command in commands:
+        args += ["-c", command]
+    began = time.perf_counter()
+    subprocess.run(args, check=True, capture_output=True)
+    return time.perf_counter() - began
