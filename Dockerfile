@@ -8,10 +8,11 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY connectra ./connectra
 COPY migrations ./migrations
-RUN pip install . && useradd --system --create-home connectra
+# The embedded extra makes RUN_COMMAND=run work with no services (embedded PostgreSQL, local S3).
+RUN pip install '.[embedded]' && useradd --system --create-home connectra
 
 USER connectra
-ENV RUN_COMMAND="jobs first_time" API_HOST=0.0.0.0
+ENV RUN_COMMAND="jobs first_time" API_HOST=0.0.0.0 EMBEDDED_DATA_DIR=/home/connectra/pgdata
 EXPOSE 8080
 # `exec` so that SIGTERM from `docker stop` reaches connectra (graceful shutdown).
 CMD ["sh", "-c", "exec connectra $RUN_COMMAND"]
