@@ -233,8 +233,7 @@ class JobStore:
         self, ttl: timedelta, limit: int
     ) -> list[tuple[int, list[tuple[str | None, str]]]]:
         """Finished jobs whose result files are older than `ttl`, with those files."""
-        rows = await self.pool.fetch(q.JOB_RESULTS_EXPIRED, _days(ttl), limit)
-        return [(row["id"], _files(row)) for row in rows]
+        return await self._expired(q.JOB_RESULTS_EXPIRED, ttl, limit)
 
     async def mark_results_deleted(self, job_id: int) -> None:
         """Record that a job's result files are gone."""
@@ -244,7 +243,13 @@ class JobStore:
         self, ttl: timedelta, limit: int
     ) -> list[tuple[int, list[tuple[str | None, str]]]]:
         """Delete finished jobs older than `ttl`; return their result files still to delete."""
-        rows = await self.pool.fetch(q.JOB_DELETE_EXPIRED, _days(ttl), limit)
+        return await self._expired(q.JOB_DELETE_EXPIRED, ttl, limit)
+
+    async def _expired(
+        self, query: str, ttl: timedelta, limit: int
+    ) -> list[tuple[int, list[tuple[str | None, str]]]]:
+        """Run a retention query; return each job's id with its result files."""
+        rows = await self.pool.fetch(query, ttl.total_seconds() / 86_400, limit)
         return [(row["id"], _files(row)) for row in rows]
 
     async def delete_expired_idempotency_keys(self, limit: int) -> None:
@@ -295,11 +300,6 @@ def _replayed(row: Mapping[str, Any], fingerprint: str, key: str) -> Job:
             f"the Idempotency-Key {key[:40]!r} was already used with a different request"
         )
     return job_from_row(row)
-
-
-def _days(ttl: timedelta) -> float:
-    """A retention period in (fractional) days."""
-    return ttl.total_seconds() / 86_400
 
 
 def _files(row: Mapping[str, Any]) -> list[tuple[str | None, str]]:

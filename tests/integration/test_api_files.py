@@ -7,31 +7,12 @@ from collections.abc import AsyncIterator
 import aiohttp
 import asyncpg
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
-from connectra.api.app import create_app
 from connectra.db.store import JobStore
 from connectra.objectstore import ObjectStore
-from connectra.processors.registry import default_registry
-from connectra.settings import load_settings
+from tests.api_client import Client, started
 
-Client = TestClient[web.Request, web.Application]
 AUTH = {"X-API-Key": "k1"}
-
-
-async def started(
-    store: JobStore, objects: ObjectStore | None, **settings: object
-) -> AsyncIterator[Client]:
-    app = create_app(
-        store, default_registry(), load_settings(API_KEYS="k1", **settings), objects=objects
-    )
-    client: Client = TestClient(TestServer(app))
-    await client.start_server()
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 @pytest.fixture

@@ -149,7 +149,7 @@ def es_document(row: Row) -> Row:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def search(es_url: EsEndpoint) -> AsyncIterator[AsyncElasticsearch]:  # noqa: F811
+async def search(es_url: EsEndpoint) -> AsyncIterator[AsyncElasticsearch]:
     """A client on an Elasticsearch holding the small data set of both services."""
     es = make_es_client(es_url.url, es_url.plain_media_types)
     try:
@@ -538,8 +538,8 @@ SELECTS = {
 )
 async def test_every_clause_gives_the_same_csv_from_postgres_and_elasticsearch(
     loaded: asyncpg.Pool,
-    object_store: ObjectStore,  # noqa: F811
-    s3_bucket: str,  # noqa: F811
+    object_store: ObjectStore,
+    s3_bucket: str,
     search: AsyncElasticsearch,
     service: Service,
     vql_part: dict[str, Any],
@@ -554,8 +554,8 @@ async def test_every_clause_gives_the_same_csv_from_postgres_and_elasticsearch(
 @pytest.mark.parametrize("service", [CONTACT, COMPANY], ids=lambda s: s.name)
 async def test_pages_of_1_3_7_and_one_big_page_give_the_same_bytes_from_both_sources(
     loaded: asyncpg.Pool,
-    object_store: ObjectStore,  # noqa: F811
-    s3_bucket: str,  # noqa: F811
+    object_store: ObjectStore,
+    s3_bucket: str,
     search: AsyncElasticsearch,
     service: Service,
 ) -> None:
@@ -617,8 +617,8 @@ async def test_keyset_pages_of_every_size_equal_one_unpaged_order_by(loaded: asy
 
 async def test_a_large_export_streams_in_several_multipart_parts(
     pool: asyncpg.Pool,
-    object_store: ObjectStore,  # noqa: F811
-    s3_bucket: str,  # noqa: F811
+    object_store: ObjectStore,
+    s3_bucket: str,
 ) -> None:
     rows = 150_000
     await pool.execute(BULK_CONTACTS, rows)
@@ -664,8 +664,8 @@ async def test_uuid_order_pages_walk_the_primary_key_without_sorting(
 
 async def test_cancelling_an_export_midway_leaves_no_object_and_no_pending_upload(
     pool: asyncpg.Pool,
-    object_store: ObjectStore,  # noqa: F811
-    s3_bucket: str,  # noqa: F811
+    object_store: ObjectStore,
+    s3_bucket: str,
 ) -> None:
     await pool.execute(BULK_CONTACTS, 100_000)
     job_data = {"service": "contact", "vql": {"select_columns": BULK_COLUMNS, "limit": 2000}}
@@ -682,8 +682,8 @@ async def test_cancelling_an_export_midway_leaves_no_object_and_no_pending_uploa
 
 
 async def test_a_failure_midway_leaves_no_object_and_no_pending_upload(
-    object_store: ObjectStore,  # noqa: F811
-    s3_bucket: str,  # noqa: F811
+    object_store: ObjectStore,
+    s3_bucket: str,
 ) -> None:
     async def failing_chunks() -> AsyncGenerator[tuple[bytes, int], None]:
         yield b"x" * (9 * MIB), 1
@@ -702,8 +702,8 @@ async def test_a_failure_midway_leaves_no_object_and_no_pending_upload(
 
 async def test_no_match_writes_a_header_only_file(
     pool: asyncpg.Pool,
-    object_store: ObjectStore,  # noqa: F811
-    s3_bucket: str,  # noqa: F811
+    object_store: ObjectStore,
+    s3_bucket: str,
 ) -> None:
     vql = {
         "select_columns": ["id", "email"],
@@ -718,8 +718,8 @@ async def test_no_match_writes_a_header_only_file(
 
 async def test_an_unknown_field_fails_the_job_with_its_code_and_writes_nothing(
     pool: asyncpg.Pool,
-    object_store: ObjectStore,  # noqa: F811
-    s3_bucket: str,  # noqa: F811
+    object_store: ObjectStore,
+    s3_bucket: str,
 ) -> None:
     job_data = {"service": "contact", "vql": {"select_columns": ["email", "salary"]}}
     ctx = await export_context(pool, job_data, objects=object_store, bucket=s3_bucket)
@@ -731,8 +731,8 @@ async def test_an_unknown_field_fails_the_job_with_its_code_and_writes_nothing(
 
 async def test_the_job_bucket_wins_and_no_bucket_at_all_is_an_error(
     pool: asyncpg.Pool,
-    object_store: ObjectStore,  # noqa: F811
-    s3_bucket: str,  # noqa: F811
+    object_store: ObjectStore,
+    s3_bucket: str,
 ) -> None:
     job_data = {"service": "company", "vql": {"select_columns": ["name"]}, "s3_bucket": s3_bucket}
     ctx = await export_context(pool, job_data, objects=object_store, bucket=None)
@@ -752,8 +752,8 @@ async def test_the_job_bucket_wins_and_no_bucket_at_all_is_an_error(
 
 async def test_a_missing_index_is_a_clear_error(
     pool: asyncpg.Pool,
-    object_store: ObjectStore,  # noqa: F811
-    s3_bucket: str,  # noqa: F811
+    object_store: ObjectStore,
+    s3_bucket: str,
     search: AsyncElasticsearch,
 ) -> None:
     job_data = {"service": "contact", "vql": {"select_columns": ["email"]}}

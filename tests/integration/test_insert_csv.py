@@ -161,15 +161,15 @@ class Env:
 @pytest.fixture
 async def env(
     pool: asyncpg.Pool,
-    object_store: ObjectStore,  # noqa: F811
-    s3_bucket: str,  # noqa: F811
+    object_store: ObjectStore,
+    s3_bucket: str,
 ) -> Env:
     """Postgres, S3 and no Elasticsearch."""
     return Env(pool, object_store, s3_bucket)
 
 
 @pytest.fixture
-async def es_env(env: Env, es_client: AsyncElasticsearch) -> AsyncIterator[Env]:  # noqa: F811
+async def es_env(env: Env, es_client: AsyncElasticsearch) -> AsyncIterator[Env]:
     """The same with Elasticsearch; the test's indices are deleted afterwards."""
     env.search = es_client
     yield env

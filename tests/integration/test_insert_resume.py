@@ -25,23 +25,19 @@ from connectra.processors.registry import default_registry
 from connectra.retry import RetryPolicy
 from connectra.runners.runner import Runner, RunnerConfig, Stopping
 from connectra.settings import load_settings
-from tests.integration.test_insert_csv import CONTACT_HEADER, Env, contact_line, uid
+from tests.integration.test_insert_csv import (
+    CONTACT_HEADER,
+    Env,
+    contact_line,
+    env,  # noqa: F401  (the fixture)
+    uid,
+)
 from tests.polling import eventually
 from tests.services import object_store, s3_bucket, s3_endpoint  # noqa: F401
 
 KEY = "in/resume.csv"
 FAILED_KEY = "in/resume.failed.csv"
 BATCH = 5
-
-
-@pytest.fixture
-async def env(
-    pool: asyncpg.Pool,
-    object_store: ObjectStore,  # noqa: F811
-    s3_bucket: str,  # noqa: F811
-) -> Env:
-    """Postgres and S3."""
-    return Env(pool, object_store, s3_bucket)
 
 
 ChunkHook = Callable[[int], Awaitable[None]]

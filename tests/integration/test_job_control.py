@@ -8,10 +8,7 @@ from datetime import timedelta
 
 import asyncpg
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
-from connectra.api.app import create_app
 from connectra.db.store import JobStore
 from connectra.jobs import JobStatus
 from connectra.objectstore import ObjectStore
@@ -20,23 +17,18 @@ from connectra.runners.maintenance import Cleaner
 from connectra.runners.notifier import Notifier
 from connectra.runners.runner import Runner, Stopping
 from connectra.settings import load_settings
+from tests.api_client import Client, started
 from tests.integration.test_runners import config, running
 from tests.polling import eventually
 
 S = JobStatus
-Client = TestClient[web.Request, web.Application]
 AUTH = {"X-API-Key": "k1"}
 
 
 @pytest.fixture
 async def client(store: JobStore) -> AsyncIterator[Client]:
-    app = create_app(store, default_registry(), load_settings(API_KEYS="k1"))
-    client: Client = TestClient(TestServer(app))
-    await client.start_server()
-    try:
+    async for client in started(store):
         yield client
-    finally:
-        await client.close()
 
 
 async def status_of(store: JobStore, uuid: object) -> JobStatus:

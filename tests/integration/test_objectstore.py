@@ -51,8 +51,8 @@ async def object_keys(store: ObjectStore, bucket: str) -> list[str]:
 
 
 async def test_iter_object_streams_a_large_object_in_several_chunks(
-    object_store: ObjectStore,  # noqa: F811
-    s3_bucket: str,  # noqa: F811
+    object_store: ObjectStore,
+    s3_bucket: str,
 ) -> None:
     data = os.urandom(3 * MIB)
     await object_store.put_bytes(s3_bucket, "big.bin", data)
@@ -63,8 +63,8 @@ async def test_iter_object_streams_a_large_object_in_several_chunks(
 
 
 async def test_iter_object_from_an_offset_streams_only_the_tail(
-    object_store: ObjectStore,  # noqa: F811
-    s3_bucket: str,  # noqa: F811
+    object_store: ObjectStore,
+    s3_bucket: str,
 ) -> None:
     data = os.urandom(MIB + 123)
     await object_store.put_bytes(s3_bucket, "k", data)
@@ -73,16 +73,16 @@ async def test_iter_object_from_an_offset_streams_only_the_tail(
 
 
 async def test_iter_object_from_the_exact_end_yields_nothing(
-    object_store: ObjectStore,  # noqa: F811
-    s3_bucket: str,  # noqa: F811
+    object_store: ObjectStore,
+    s3_bucket: str,
 ) -> None:
     await object_store.put_bytes(s3_bucket, "k", b"0123456789")
     assert await read_all(object_store, s3_bucket, "k", 10) == []
 
 
 async def test_iter_object_past_the_end_raises_invalid_range(
-    object_store: ObjectStore,  # noqa: F811
-    s3_bucket: str,  # noqa: F811
+    object_store: ObjectStore,
+    s3_bucket: str,
 ) -> None:
     await object_store.put_bytes(s3_bucket, "k", b"0123456789")
     with pytest.raises(InvalidRange) as caught:
@@ -91,16 +91,16 @@ async def test_iter_object_past_the_end_raises_invalid_range(
 
 
 async def test_head_returns_the_size(
-    object_store: ObjectStore,  # noqa: F811
-    s3_bucket: str,  # noqa: F811
+    object_store: ObjectStore,
+    s3_bucket: str,
 ) -> None:
     await object_store.put_bytes(s3_bucket, "k", b"x" * 1234)
     assert await object_store.head(s3_bucket, "k") == 1234
 
 
 async def test_multipart_upload_of_several_parts_reads_back_exactly(
-    object_store: ObjectStore,  # noqa: F811
-    s3_bucket: str,  # noqa: F811
+    object_store: ObjectStore,
+    s3_bucket: str,
 ) -> None:
     data = os.urandom(12 * MIB + 777)
     async with object_store.multipart_upload(
@@ -116,8 +116,8 @@ async def test_multipart_upload_of_several_parts_reads_back_exactly(
 
 
 async def test_multipart_upload_aborts_on_exception_leaving_no_object_nor_pending_upload(
-    object_store: ObjectStore,  # noqa: F811
-    s3_bucket: str,  # noqa: F811
+    object_store: ObjectStore,
+    s3_bucket: str,
 ) -> None:
 
     async def failing_export() -> None:
@@ -135,8 +135,8 @@ async def test_multipart_upload_aborts_on_exception_leaving_no_object_nor_pendin
 
 
 async def test_multipart_upload_aborts_when_its_task_is_cancelled(
-    object_store: ObjectStore,  # noqa: F811
-    s3_bucket: str,  # noqa: F811
+    object_store: ObjectStore,
+    s3_bucket: str,
 ) -> None:
     part_uploaded = asyncio.Event()
 
@@ -158,8 +158,8 @@ async def test_multipart_upload_aborts_when_its_task_is_cancelled(
 
 
 async def test_abort_still_completes_when_the_task_is_cancelled_again_during_it(
-    object_store: ObjectStore,  # noqa: F811
-    s3_bucket: str,  # noqa: F811
+    object_store: ObjectStore,
+    s3_bucket: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     part_uploaded, abort_started, release_abort = (asyncio.Event() for _ in range(3))
@@ -194,8 +194,8 @@ async def test_abort_still_completes_when_the_task_is_cancelled_again_during_it(
 
 
 async def test_empty_upload_gives_an_empty_object(
-    object_store: ObjectStore,  # noqa: F811
-    s3_bucket: str,  # noqa: F811
+    object_store: ObjectStore,
+    s3_bucket: str,
 ) -> None:
     async with object_store.multipart_upload(s3_bucket, "empty.csv"):
         pass
@@ -204,8 +204,8 @@ async def test_empty_upload_gives_an_empty_object(
 
 
 async def test_upload_smaller_than_a_part_gives_the_object(
-    object_store: ObjectStore,  # noqa: F811
-    s3_bucket: str,  # noqa: F811
+    object_store: ObjectStore,
+    s3_bucket: str,
 ) -> None:
     async with object_store.multipart_upload(s3_bucket, "small.csv") as writer:
         await writer.write(b"a,b\n")
@@ -215,8 +215,8 @@ async def test_upload_smaller_than_a_part_gives_the_object(
 
 
 async def test_part_size_below_the_s3_minimum_is_refused(
-    object_store: ObjectStore,  # noqa: F811
-    s3_bucket: str,  # noqa: F811
+    object_store: ObjectStore,
+    s3_bucket: str,
 ) -> None:
     with pytest.raises(ValueError, match="part_size"):
         async with object_store.multipart_upload(s3_bucket, "k", part_size=MIN_PART_SIZE - 1):
@@ -224,8 +224,8 @@ async def test_part_size_below_the_s3_minimum_is_refused(
 
 
 async def test_missing_object_raises_object_not_found(
-    object_store: ObjectStore,  # noqa: F811
-    s3_bucket: str,  # noqa: F811
+    object_store: ObjectStore,
+    s3_bucket: str,
 ) -> None:
     with pytest.raises(ObjectNotFound) as caught:
         await read_all(object_store, s3_bucket, "missing.csv")
@@ -237,7 +237,7 @@ async def test_missing_object_raises_object_not_found(
 
 
 async def test_missing_bucket_raises_bucket_not_found(
-    object_store: ObjectStore,  # noqa: F811
+    object_store: ObjectStore,
 ) -> None:
     bucket = "no-such-bucket-here"
     with pytest.raises(BucketNotFound) as caught:
@@ -273,8 +273,8 @@ async def test_unreachable_endpoint_raises_a_transient_unavailable_error() -> No
 
 
 async def test_delete_removes_the_object_and_tolerates_a_missing_one(
-    object_store: ObjectStore,  # noqa: F811
-    s3_bucket: str,  # noqa: F811
+    object_store: ObjectStore,
+    s3_bucket: str,
 ) -> None:
     await object_store.put_bytes(s3_bucket, "k", b"x")
     await object_store.delete(s3_bucket, "k")
@@ -283,8 +283,8 @@ async def test_delete_removes_the_object_and_tolerates_a_missing_one(
 
 
 async def test_presigned_put_then_presigned_get_work_with_a_plain_http_client(
-    object_store: ObjectStore,  # noqa: F811
-    s3_bucket: str,  # noqa: F811
+    object_store: ObjectStore,
+    s3_bucket: str,
 ) -> None:
     body = b"first_name,last_name\nAda,Lovelace\n"
     put_url = await object_store.presign_put(s3_bucket, "uploads/c.csv", 300, "text/csv")

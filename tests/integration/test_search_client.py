@@ -24,7 +24,7 @@ MAPPINGS = {
 
 
 @pytest.fixture
-async def index(es_client: AsyncElasticsearch) -> AsyncIterator[str]:  # noqa: F811
+async def index(es_client: AsyncElasticsearch) -> AsyncIterator[str]:
     """A fresh index with strict mappings, deleted afterwards."""
     name = f"test-{uuid.uuid4().hex}"
     await es_client.indices.create(index=name, mappings=MAPPINGS)
@@ -41,7 +41,7 @@ def test_plain_media_type_rewrites_versioned_json_and_ndjson() -> None:
 
 
 async def test_index_bulk_count_and_search_after_pages_in_exact_order(
-    es_client: AsyncElasticsearch,  # noqa: F811
+    es_client: AsyncElasticsearch,
     index: str,
 ) -> None:
     docs = [
@@ -74,7 +74,7 @@ async def test_index_bulk_count_and_search_after_pages_in_exact_order(
 
 
 async def test_bulk_reports_per_item_errors_under_strict_mappings(
-    es_client: AsyncElasticsearch,  # noqa: F811
+    es_client: AsyncElasticsearch,
     index: str,
 ) -> None:
     actions = [
@@ -86,13 +86,13 @@ async def test_bulk_reports_per_item_errors_under_strict_mappings(
     assert [next(iter(e.values()))["_id"] for e in errors] == ["bad"]  # type: ignore[union-attr]
 
 
-async def test_missing_index_raises_not_found(es_client: AsyncElasticsearch) -> None:  # noqa: F811
+async def test_missing_index_raises_not_found(es_client: AsyncElasticsearch) -> None:
     with pytest.raises(NotFoundError):
         await es_client.count(index=f"missing-{uuid.uuid4().hex}")
 
 
 async def test_versioned_content_type_is_refused_by_osmem_without_the_rewrite(
-    es_url: EsEndpoint,  # noqa: F811
+    es_url: EsEndpoint,
 ) -> None:
     if not es_url.plain_media_types:
         pytest.skip("the configured cluster accepts versioned media types")
