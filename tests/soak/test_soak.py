@@ -2,7 +2,8 @@
 
 While jobs keep arriving (2000 short `sleep` jobs and 20 `insert_csv_file` imports of a few
 thousand contacts each, in batches of 200 rows so imports die half-way), a seeded RNG picks a
-runner to SIGKILL every couple of seconds (half the time one that is importing, if any) and
+runner to SIGKILL every couple of seconds (the first import seen running, then half the time a
+runner that is importing, if any) and
 restarts it at once. Leases are short, so the survivors rescue the dead runner's jobs (queued
 ones back to `open`, running ones to `failed`, which the retry runner re-runs). After the
 chaos the fleet drains, then every job must be finished exactly once and the imported rows
@@ -225,33 +226,50 @@ async def produce(
         )
 
 
-async def pick_victim(fleet: Fleet, pool: asyncpg.Pool, rng: random.Random) -> int:
-    """Half the time a runner in the middle of an import (when one is), else any runner."""
-    if rng.random() < TARGET_IMPORTS:
-        rows = await pool.fetch(
-            "SELECT runner_id FROM jobs WHERE job_type = 'insert_csv_file' "
-            "AND status IN ('processing', 'retrying') AND runner_id IS NOT NULL ORDER BY id"
-        )
-        pids = {int(row["runner_id"].split(":")[-2]) for row in rows}  # kind:host:pid:nonce
-        slots = [
-            i
-            for i, runner in enumerate(fleet.runners)
-            if runner.proc is not None and runner.proc.pid in pids
-        ]
-        if slots:
-            return rng.choice(slots)
-    return rng.randrange(len(fleet.runners))
+async def importing_slots(fleet: Fleet, pool: asyncpg.Pool) -> list[int]:
+    """The fleet slots whose runner is in the middle of an import right now."""
+    rows = await pool.fetch(
+        "SELECT runner_id FROM jobs WHERE job_type = 'insert_csv_file' "
+        "AND status IN ('processing', 'retrying') AND runner_id IS NOT NULL ORDER BY id"
+    )
+    pids = {int(row["runner_id"].split(":")[-2]) for row in rows}  # kind:host:pid:nonce
+    return [
+        i
+        for i, runner in enumerate(fleet.runners)
+        if runner.proc is not None and runner.proc.pid in pids
+    ]
+
+
+async def next_victim(
+    fleet: Fleet, pool: asyncpg.Pool, rng: random.Random, pause: float, hit_import: bool
+) -> tuple[int, bool]:
+    """After `pause`, a runner to kill, and whether it was importing.
+
+    Until an import has been hit, the pause is spent watching for a running import, and the
+    first one seen is killed at once (imports are short on a fast machine). After that, half
+    the kills go to an importing runner when there is one, the rest to any runner.
+    """
+    deadline = time.monotonic() + pause
+    while not hit_import and time.monotonic() < deadline:
+        if slots := await importing_slots(fleet, pool):
+            return rng.choice(slots), True
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+    if rng.random() < TARGET_IMPORTS and (slots := await importing_slots(fleet, pool)):
+        return rng.choice(slots), True
+    return rng.randrange(len(fleet.runners)), False
 
 
 async def chaos(fleet: Fleet, pool: asyncpg.Pool, rng: random.Random, until: float) -> int:
     """SIGKILL a runner every few seconds and restart it at once; the number of kills."""
     kills = 0
+    hit_import = False
     while True:
         pause = rng.uniform(*KILL_EVERY)
         if time.monotonic() + pause >= until:
             return kills
-        await asyncio.sleep(pause)
-        victim = await pick_victim(fleet, pool, rng)
+        victim, importing = await next_victim(fleet, pool, rng, pause, hit_import)
+        hit_import = hit_import or importing
         await fleet.kill(victim)
         kills += 1
         await fleet.start(victim)
