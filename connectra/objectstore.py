@@ -67,6 +67,13 @@ class ObjectStoreUnavailable(ObjectStoreError):
     transient = True
 
 
+class ObjectChanged(ObjectStoreError):
+    """the object was replaced while it was being read; the next attempt reads the new one"""
+
+    code = "ERR_S3_OBJECT_CHANGED"
+    transient = True
+
+
 class InvalidRange(ObjectStoreError):
     """the requested start offset lies past the end of the object"""
 
@@ -126,6 +133,8 @@ def _map_client_error(exc: boto_errors.ClientError, where: str) -> ObjectStoreEr
         return AccessDenied(message)
     if code == "InvalidRange":
         return InvalidRange(message)
+    if code == "PreconditionFailed" or status == 412:
+        return ObjectChanged(message)
     if code in _TRANSIENT_CODES or status >= 500:
         return ObjectStoreUnavailable(message)
     return ObjectStoreError(message)
@@ -240,18 +249,19 @@ class MultipartWriter:
                 exc_info=True,
             )
 
-    async def _start(self) -> str:
-        """Create the multipart upload; its id."""
+    async def _start(self) -> None:
+        """Create the multipart upload and keep its id."""
         with _mapped_errors(self._bucket, self._key):
             response = await self._client.create_multipart_upload(
                 Bucket=self._bucket, Key=self._key, ContentType=self._content_type
             )
-        return str(response["UploadId"])
+        self._upload_id = str(response["UploadId"])
 
     async def _upload_part(self, size: int) -> None:
         """Upload the first `size` buffered bytes as the next part."""
         if self._upload_id is None:
-            self._upload_id = await self._start()
+            # Shielded: an upload created but not recorded could not be aborted.
+            await _run_shielded(self._start())
         if len(self._parts) >= MAX_PARTS:
             raise ObjectStoreError(f"s3://{self._bucket}/{self._key}: more than {MAX_PARTS} parts")
         number = len(self._parts) + 1
@@ -333,12 +343,16 @@ class ObjectStore:
         return self._client
 
     async def iter_object(
-        self, bucket: str, key: str, start: int = 0
+        self, bucket: str, key: str, start: int = 0, if_match: str | None = None
     ) -> AsyncGenerator[bytes, None]:
-        """The object's bytes from `start` to its end, chunk by chunk, never whole."""
+        """The object's bytes from `start` to its end, chunk by chunk, never whole.
+
+        With `if_match` (an ETag), an object replaced since that ETag was read fails with
+        `ObjectChanged` instead of mixing two versions' bytes.
+        """
         with _mapped_errors(bucket, key):
             try:
-                response = await self._get(bucket, key, start)
+                response = await self._get(bucket, key, start, if_match)
             except boto_errors.ClientError as exc:
                 if not _is_invalid_range(exc) or await self.head(bucket, key) != start:
                     raise
@@ -354,11 +368,14 @@ class ObjectStore:
         finally:
             body.close()
 
-    async def _get(self, bucket: str, key: str, start: int) -> Any:
+    async def _get(self, bucket: str, key: str, start: int, if_match: str | None) -> Any:
         """The GetObject response, ranged from `start` when it is past the beginning."""
+        params: dict[str, str] = {"Bucket": bucket, "Key": key}
         if start > 0:
-            return await self.client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-")
-        return await self.client.get_object(Bucket=bucket, Key=key)
+            params["Range"] = f"bytes={start}-"
+        if if_match:
+            params["IfMatch"] = if_match
+        return await self.client.get_object(**params)
 
     async def head(self, bucket: str, key: str) -> int:
         """The object's size in bytes."""

@@ -15,7 +15,7 @@ written `""` so it is not a blank line. The header row is `select_columns` as gi
 csv.writer is not used: with a "\\n" line end it leaves a lone CR unquoted.)
 
 Elasticsearch `_source` values are JSON; they are parsed to Python values and formatted here.
-PostgreSQL writes the same lines itself (`export_sql.csv_line`), which is several times faster
+PostgreSQL writes the same lines itself with COPY (`csv_sql`), which is several times faster
 than decoding and formatting its rows in Python; the export tests compare the two byte for byte.
 """
 
@@ -107,7 +107,7 @@ def format_value(field_type: FieldType, value: Any) -> str:
 
 
 def join_lines(lines: Sequence[str]) -> bytes:
-    """Lines PostgreSQL formatted, each ended, as UTF-8."""
+    """Lines, each ended, as UTF-8."""
     if not lines:
         return b""
     return (LINE_TERMINATOR.join(lines) + LINE_TERMINATOR).encode()

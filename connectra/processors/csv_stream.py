@@ -1,8 +1,8 @@
 """CSV records from a stream of byte chunks, with bounded memory and resumable offsets.
 
-The stdlib csv parser does the field splitting; this module decides which complete lines to hand
-it, decodes UTF-8, and keeps the position of every record so an import can resume later with a
-ranged GET at `CsvRecord.end_offset`, passing `CsvRecord.next_line` as `start_line`.
+The stdlib csv parser does the field splitting (see `csv_blocks`); this module decides which
+complete lines to hand it and keeps the position of every record so an import can resume later
+with a ranged GET at a record's end offset, passing the line after it as `start_line`.
 
 Boundaries follow the csv module (RFC 4180 plus its lenient handling of stray quotes). Lines end
 at LF; CRLF is accepted. Records that cannot be parsed are yielded as bad records rather than
@@ -17,47 +17,42 @@ stopping the stream:
 Blank lines are counted but yield nothing. The buffer never holds more than `max_record_bytes`
 plus one chunk; parsing it takes a few times that.
 
-`csv.field_size_limit` is process-wide and 128 KiB by default. Rather than raise it for every
-user of the csv module, this module parses with a private instance of the `_csv` extension
-(multi-phase init, PEP 489, so the instance has its own limit) and lifts the limit there: the size
-cap above, enforced in bytes before and after parsing, is the real bound.
+`CsvRecordReader.feed_blocks` gives the records of each chunk as one `RecordBlock` (the import
+uses these: nothing is built per record but its fields); `feed` gives them as `CsvRecord`s.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import io
-import sys
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
-from itertools import accumulate, chain
-from types import ModuleType
-from typing import Protocol
+
+from connectra.processors.csv_blocks import (
+    INVALID_UTF8,
+    RECORD_TOO_LARGE,
+    STRAY_CARRIAGE_RETURN,
+    UNTERMINATED_QUOTE,
+    RecordBlock,
+    bad_record_block,
+    parse_block,
+)
+
+__all__ = [
+    "INVALID_UTF8",
+    "MAX_RECORD_BYTES",
+    "RECORD_TOO_LARGE",
+    "STRAY_CARRIAGE_RETURN",
+    "UNTERMINATED_QUOTE",
+    "CsvRecord",
+    "CsvRecordReader",
+    "RecordBlock",
+    "iter_record_batches",
+    "iter_records",
+    "records_of",
+]
 
 MAX_RECORD_BYTES = 16 * 1024 * 1024
 RAW_PREVIEW_BYTES = 4096
 UTF8_BOM = b"\xef\xbb\xbf"
-
-INVALID_UTF8 = "invalid UTF-8"
-UNTERMINATED_QUOTE = "unterminated quoted field"
-RECORD_TOO_LARGE = "record too large"
-STRAY_CARRIAGE_RETURN = "carriage return inside an unquoted field"
-
-_DIALECT = {"delimiter": ",", "quotechar": '"', "doublequote": True, "strict": False}
-
-
-def _private_csv_module() -> ModuleType:
-    """A fresh instance of `_csv` whose field size limit no other code shares."""
-    spec = importlib.util.find_spec("_csv")
-    if spec is None or spec.loader is None:
-        raise ImportError("the _csv extension module is not available")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.field_size_limit(sys.maxsize)
-    return module
-
-
-_CSV = _private_csv_module()
 
 
 # Not frozen: a frozen dataclass is about 4x slower to build, and one is built per row.
@@ -87,39 +82,6 @@ class _OversizedRecord:
     quotes_odd: bool
 
 
-class _Reader(Protocol):
-    """The part of a `_csv` reader this module uses."""
-
-    line_num: int
-
-    def __iter__(self) -> Iterator[list[str]]:
-        """The rows."""
-        ...
-
-    def __next__(self) -> list[str]:
-        """The next row."""
-        ...
-
-
-class _BlockEnd(Exception):
-    """The csv parser asked for a line past the end of the current block."""
-
-
-class _RaiseAtEnd:
-    """An iterator that raises `_BlockEnd` instead of ending, so a cut-off record shows."""
-
-    def __iter__(self) -> _RaiseAtEnd:
-        """This iterator."""
-        return self
-
-    def __next__(self) -> str:
-        """Always raise."""
-        raise _BlockEnd
-
-
-_END = _RaiseAtEnd()
-
-
 class CsvRecordReader:
     """Turns byte chunks into CSV records: `feed` each chunk in order, then `finish` once."""
 
@@ -140,7 +102,15 @@ class CsvRecordReader:
 
     def feed(self, chunk: bytes) -> list[CsvRecord]:
         """The records completed by this chunk."""
-        out: list[CsvRecord] = []
+        return [record for block in self.feed_blocks(chunk) for record in records_of(block)]
+
+    def finish(self) -> list[CsvRecord]:
+        """The records left at the end of the stream, including any cut off by it."""
+        return [record for block in self.finish_blocks() for record in records_of(block)]
+
+    def feed_blocks(self, chunk: bytes) -> list[RecordBlock]:
+        """The records completed by this chunk, as blocks of consecutive records."""
+        out: list[RecordBlock] = []
         if self._oversized is not None:
             rest = self._skip_oversized(chunk, out)
             if rest is None:
@@ -154,9 +124,9 @@ class CsvRecordReader:
             self._start_oversized()
         return out
 
-    def finish(self) -> list[CsvRecord]:
-        """The records left at the end of the stream, including any cut off by it."""
-        out: list[CsvRecord] = []
+    def finish_blocks(self) -> list[RecordBlock]:
+        """The records left at the end of the stream, as blocks; any cut off by it is bad."""
+        out: list[RecordBlock] = []
         if self._oversized is not None:
             self._end_oversized(out, at_eof=True)
         elif self._buf:
@@ -175,17 +145,22 @@ class CsvRecordReader:
         self._bom_pending = False
         return True
 
-    def _parse_complete_lines(self, out: list[CsvRecord]) -> None:
+    def _parse_complete_lines(self, out: list[RecordBlock]) -> None:
         """Parse the buffer up to its last line end, unless that would re-parse too much."""
         cut = self._buf.rfind(b"\n") + 1
         # Re-parsing a stalled record only once it has doubled keeps huge quoted fields linear.
         if cut and (cut >= 2 * self._stalled or len(self._buf) > self._max):
             self._parse(cut, out, final=False)
 
-    def _parse(self, cut: int, out: list[CsvRecord], final: bool) -> None:
+    def _parse(self, cut: int, out: list[RecordBlock], final: bool) -> None:
         """Parse `_buf[:cut]`, keep what is left of an unfinished record."""
-        block = _Block(bytes(self._buf[:cut]), self._offset, self._line, self._max, self._preview)
-        used_bytes, used_lines = block.parse(out, final)
+        with memoryview(self._buf) as view:
+            data = bytes(view[:cut])  # one copy (slicing the bytearray would make two)
+        block, used_bytes, used_lines = parse_block(
+            data, self._offset, self._line, self._max, self._preview, final
+        )
+        if len(block):
+            out.append(block)
         del self._buf[:used_bytes]
         self._offset += used_bytes
         self._line += used_lines
@@ -204,7 +179,7 @@ class CsvRecordReader:
         buf.clear()
         self._stalled = 0
 
-    def _skip_oversized(self, chunk: bytes, out: list[CsvRecord]) -> bytes | None:
+    def _skip_oversized(self, chunk: bytes, out: list[RecordBlock]) -> bytes | None:
         """Skip the oversized record through this chunk; the bytes after its end, if it ends."""
         skipped = self._oversized
         assert skipped is not None
@@ -224,111 +199,32 @@ class CsvRecordReader:
             skipped.quotes_odd = not skipped.quotes_odd
             pos = quote + 1
 
-    def _end_skip_at(self, chunk: bytes, pos: int, end: int, out: list[CsvRecord]) -> bytes:
+    def _end_skip_at(self, chunk: bytes, pos: int, end: int, out: list[RecordBlock]) -> bytes:
         """Finish skipping at `chunk[end]`; the bytes after it."""
         self._line += chunk.count(b"\n", pos, end)
         self._offset += end
         self._end_oversized(out, at_eof=False)
         return chunk[end:]
 
-    def _end_oversized(self, out: list[CsvRecord], at_eof: bool) -> None:
+    def _end_oversized(self, out: list[RecordBlock], at_eof: bool) -> None:
         """Report the skipped record as one bad record."""
         skipped = self._oversized
         assert skipped is not None
         reason = UNTERMINATED_QUOTE if at_eof and skipped.quotes_odd else RECORD_TOO_LARGE
         raw = skipped.preview.decode(errors="replace")
-        out.append(CsvRecord(skipped.line, self._offset, self._line, [], reason, raw))
+        out.append(bad_record_block(skipped.line, self._offset, self._line, reason, raw))
         self._oversized = None
 
 
-class _Block:
-    """Complete lines starting at a record boundary, parsed in one pass of the csv reader."""
-
-    def __init__(self, data: bytes, offset: int, line: int, max_bytes: int, preview: int) -> None:
-        self.lines = io.BytesIO(data).readlines()
-        self.ends = list(accumulate(map(len, self.lines)))
-        self.offset = offset
-        self.line = line
-        self.max = max_bytes
-        self.preview = preview
-        self.vet = len(data) > max_bytes
-        self.bad_lines: set[int] = set()
-        self.done = 0  # lines used by finished records
-        self.texts = self._decode(data)
-
-    def _decode(self, data: bytes) -> Iterable[str]:
-        """The lines as text; invalid UTF-8 lines are replaced and remembered."""
-        try:
-            data.decode()
-        except UnicodeDecodeError:
-            self.vet = True
-            return [self._decode_line(i, line) for i, line in enumerate(self.lines)]
-        return map(bytes.decode, self.lines)
-
-    def _decode_line(self, index: int, line: bytes) -> str:
-        """One line as text, noting it when it is not valid UTF-8."""
-        try:
-            return line.decode()
-        except UnicodeDecodeError:
-            self.bad_lines.add(index)
-            return line.decode(errors="replace")
-
-    def parse(self, out: list[CsvRecord], final: bool) -> tuple[int, int]:
-        """Append the block's records to `out`; the bytes and lines they used."""
-        reader: _Reader = _CSV.reader(chain(self.texts, _END), **_DIALECT)
-        while True:
-            try:
-                self._read_rows(reader, out)
-            except _BlockEnd:
-                break
-            except _CSV.Error as exc:
-                self.done = self._add_bad(out, self.done, reader.line_num, _reason(exc))
-        if final and self.done < len(self.lines):
-            self.done = self._add_bad(out, self.done, len(self.lines), UNTERMINATED_QUOTE)
-        done = self.done
-        return (self.ends[done - 1] if done else 0), done
-
-    def _read_rows(self, reader: _Reader, out: list[CsvRecord]) -> None:
-        """Read rows until the reader raises, counting the lines of finished rows in `done`."""
-        ends, offset, line, append, vet = self.ends, self.offset, self.line, out.append, self.vet
-        done = self.done
-        try:
-            for fields in reader:
-                n = reader.line_num
-                if vet:
-                    self._add_vetted(out, done, n, fields)
-                elif fields:
-                    append(CsvRecord(line + done, offset + ends[n - 1], line + n, fields))
-                done = n
-        finally:
-            self.done = done
-
-    def _add_vetted(self, out: list[CsvRecord], start: int, stop: int, fields: list[str]) -> None:
-        """Append the row of lines [start, stop), or a bad record if it is invalid."""
-        size = self.ends[stop - 1] - (self.ends[start - 1] if start else 0)
-        if size > self.max:
-            self._add_bad(out, start, stop, RECORD_TOO_LARGE, truncate=True)
-        elif not self.bad_lines.isdisjoint(range(start, stop)):
-            self._add_bad(out, start, stop, INVALID_UTF8)
-        elif fields:
-            end = self.offset + self.ends[stop - 1]
-            out.append(CsvRecord(self.line + start, end, self.line + stop, fields))
-
-    def _add_bad(
-        self, out: list[CsvRecord], start: int, stop: int, reason: str, truncate: bool = False
-    ) -> int:
-        """Append a bad record made of lines [start, stop); returns `stop`."""
-        data = b"".join(self.lines[start:stop])
-        raw = (data[: self.preview] if truncate else data).decode(errors="replace")
-        end = self.offset + self.ends[stop - 1]
-        out.append(CsvRecord(self.line + start, end, self.line + stop, [], reason, raw))
-        return stop
-
-
-def _reason(exc: Exception) -> str:
-    """A csv parser error in the words of this module."""
-    message = str(exc)
-    return STRAY_CARRIAGE_RETURN if message.startswith("new-line character seen") else message
+def records_of(block: RecordBlock) -> list[CsvRecord]:
+    """The records of a block, one object each."""
+    errors = block.errors
+    return [
+        CsvRecord(block.lines[i], block.ends[i], block.next_lines[i], fields)
+        if i not in errors
+        else CsvRecord(block.lines[i], block.ends[i], block.next_lines[i], [], *errors[i])
+        for i, fields in enumerate(block.rows)
+    ]
 
 
 async def iter_record_batches(

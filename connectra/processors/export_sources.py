@@ -1,10 +1,8 @@
-"""Where exported records come from: pages of an `ExportQuery`, in its total order.
+"""The Elasticsearch export source: pages of an `ExportQuery`'s documents, in its total order.
 
-Two sources give the same records in the same order (see `export_sql` and `vql` for how):
-
-- PostgreSQL: keyset pagination, one short statement per page, never OFFSET;
-- Elasticsearch: a bool query sorted with `missing: _last` and paged with `search_after`
-  (not point-in-time, which OpenSearch-compatible test servers lack).
+A bool query sorted with `missing: _last` and paged with `search_after` (not point-in-time, which
+OpenSearch-compatible test servers lack). It gives the records the PostgreSQL source
+(`export_postgres`) gives, in the same order (see `export_sql` and `vql` for how).
 
 Both assume what the import writes: uuids in lowercase canonical form in the index, and text
 values shorter than the keyword `ignore_above` (8191), past which Elasticsearch neither matches
@@ -13,19 +11,16 @@ nor sorts them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-import asyncpg
 from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError, TransportError
 
 from connectra.errors import ConnectraError
-from connectra.processors.export_sql import export_page
 from connectra.processors.vql import ExportQuery, KeywordFilter, RangeFilter, SortKey
 
-Row = Sequence[Any]
 Source = Mapping[str, Any]
 
 
@@ -46,19 +41,6 @@ class SearchRequestError(ConnectraError):
     """Elasticsearch refused the export query"""
 
     code = "ERR_SEARCH_REQUEST_FAILED"
-
-
-async def postgres_pages(pool: asyncpg.Pool, query: ExportQuery) -> AsyncGenerator[list[Row], None]:
-    """Pages of rows: the CSV line, then the sort keys."""
-    cursor: Row | None = None
-    while True:
-        sql, args = export_page(query, cursor)
-        rows: list[Row] = await pool.fetch(sql, *args)
-        if rows:
-            yield rows
-        if len(rows) < query.page_size:
-            return
-        cursor = rows[-1][1:]
 
 
 def search_body(query: ExportQuery) -> dict[str, Any]:

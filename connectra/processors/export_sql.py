@@ -1,14 +1,15 @@
-"""The SQL of the PostgreSQL export source: one keyset page of a filtered, totally ordered scan.
+"""The SQL of the PostgreSQL export source: ranges of a filtered, totally ordered scan.
 
 Identifiers come only from the catalog and are checked again here before being quoted; every
 value is a bind parameter. The order is Elasticsearch's: text compares with COLLATE "C" (byte
 order, as keyword sort), timestamps at millisecond precision (the `date` type's), missing values
-last in both directions. Each page is its own statement, so no transaction stays open; rows
-changed during an export may or may not appear, but no unchanged row is skipped or repeated.
+last in both directions.
 
-The server also writes each row's CSV line, in exactly the format `csv_format` documents (and
-writes for Elasticsearch documents): decoding typed values and formatting them in Python costs
-about three times as much as the whole query.
+A range is bounded by keyset conditions on the sort keys, never by OFFSET or LIMIT: rows after
+the previous range's last keys, up to and including its own last keys (`range_rows`), which a
+short query finds first (`range_end`). Ranges therefore partition the key space: a row present
+throughout the export is in exactly one of them whatever changes in between. The rows are
+selected as the cells `csv_sql` writes, for `COPY (...) TO STDOUT WITH (FORMAT csv)`.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from connectra.catalog import Field, FieldType
+from connectra.processors.csv_sql import copy_cells
 from connectra.processors.vql import (
-    Column,
     ExportQuery,
     KeywordFilter,
     RangeFilter,
@@ -27,14 +28,23 @@ from connectra.processors.vql import (
     SortKey,
 )
 
-# Without an index on the sort keys this is a sort of the filtered rows per page; the default
-# order (uuid) walks the primary key, and keyword filters on country use its index.
-EXPORT_PAGE = """
-SELECT {line} AS line, {keys}
+# The sort keys of a range's last row, `size` rows past the previous range. The default order
+# (uuid) reads them from the primary key (index-only once the table is vacuumed); other orders
+# sort the remaining filtered rows' keys.
+RANGE_END = """
+SELECT {keys}
 FROM {table}
 WHERE {where}
 ORDER BY {order}
-LIMIT {limit}
+OFFSET {offset} LIMIT 1
+"""
+# A range's rows as CSV cells. The default order walks the primary key between the two bounds;
+# keyword filters on country use its index.
+RANGE_ROWS = """
+SELECT {cells}
+FROM {table}
+WHERE {where}
+ORDER BY {order}
 """
 
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
@@ -46,28 +56,10 @@ _ARRAY_TYPES = {
     FieldType.BIGINT: "bigint[]",
 }
 _RANGE_OPERATORS = {RangeOp.GTE: ">=", RangeOp.LTE: "<=", RangeOp.GT: ">", RangeOp.LT: "<"}
-# Quote a field holding a comma, a quote, LF or CR (strpos: a regex here doubles the query's cost).
-CSV_TEXT = """CASE WHEN strpos({value}, ',') > 0 OR strpos({value}, '"') > 0
-        OR strpos({value}, chr(10)) > 0 OR strpos({value}, chr(13)) > 0
-    THEN '"' || replace({value}, '"', '""') || '"'
-    ELSE coalesce({value}, '') END"""
-# ISO 8601 UTC with "Z"; the six fractional digits only when they are not all zero.
-CSV_TIMESTAMP = """coalesce(
-    replace(to_char({value} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'), '.000000', '')
-    || 'Z', '')"""
-CSV_AS_TEXT = "coalesce({value}::text, '')"
-# A row of one empty field is written as "" so that it is not a blank line (as csv_format does).
-CSV_SINGLE = """CASE WHEN {line} = '' THEN '""' ELSE {line} END"""
-_CSV_CELLS = {
-    FieldType.TEXT: CSV_TEXT,
-    FieldType.TEXT_ARRAY: CSV_TEXT.replace("{value}", "array_to_string({value}, ';')"),
-    FieldType.UUID: CSV_AS_TEXT,
-    FieldType.INTEGER: CSV_AS_TEXT,
-    FieldType.BIGINT: CSV_AS_TEXT,
-    FieldType.TIMESTAMP: CSV_TIMESTAMP,
-}
 # Never NULL: no "OR ... IS NULL" in the keyset and no NULLS LAST, so the primary key serves.
 _NOT_NULL = frozenset({"uuid"})
+
+Keys = Sequence[Any]
 
 
 class Params:
@@ -99,33 +91,46 @@ def compare_expression(field: Field) -> str:
     return column
 
 
-def export_page(query: ExportQuery, cursor: Sequence[Any] | None) -> tuple[str, list[Any]]:
-    """The statement and arguments of the page after `cursor` (the last row's sort keys).
-
-    Each row is its CSV line, then its sort keys.
-    """
+def range_end(query: ExportQuery, start: Keys | None, size: int) -> tuple[str, list[Any]]:
+    """The statement and arguments giving the sort keys of the `size`-th row after `start`
+    (the previous range's last keys; None for the first range); no row if fewer remain."""
     params = Params()
-    conditions = [_keyword_condition(f, params) for f in query.keyword_filters]
-    conditions += [_range_condition(f, params) for f in query.range_filters]
-    if cursor is not None:
-        conditions.append(keyset_condition(query.sort_keys, cursor, params))
-    sql = EXPORT_PAGE.format(
-        line=csv_line(query.columns),
+    where = _where(query, params, start, None)
+    sql = RANGE_END.format(
         keys=", ".join(compare_expression(k.field) for k in query.sort_keys),
         table=quote_identifier(query.service.table),
-        where=" AND ".join(conditions) or "TRUE",
+        where=where,
         order=", ".join(_order_term(key) for key in query.sort_keys),
-        limit=params.add(query.page_size),
+        offset=params.add(size - 1),
     )
     return sql, params.values
 
 
-def csv_line(columns: Sequence[Column]) -> str:
-    """The expression of a row's CSV line, without its line end."""
-    cells = [_CSV_CELLS[c.field.type].format(value=quote_identifier(c.field.name)) for c in columns]
-    if len(cells) == 1:
-        return CSV_SINGLE.format(line=cells[0])
-    return "concat_ws(',', " + ", ".join(cells) + ")"
+def range_rows(query: ExportQuery, start: Keys | None, end: Keys | None) -> tuple[str, list[Any]]:
+    """The statement and arguments of the CSV cells of the rows after `start` up to and
+    including `end` (None: no bound on that side), in the query's order."""
+    params = Params()
+    where = _where(query, params, start, end)
+    identifiers = [quote_identifier(column.field.name) for column in query.columns]
+    sql = RANGE_ROWS.format(
+        cells=copy_cells(query.columns, identifiers),
+        table=quote_identifier(query.service.table),
+        where=where,
+        order=", ".join(_order_term(key) for key in query.sort_keys),
+    )
+    return sql, params.values
+
+
+def _where(query: ExportQuery, params: Params, start: Keys | None, end: Keys | None) -> str:
+    """The query's filters and the range's bounds."""
+    conditions = [_keyword_condition(f, params) for f in query.keyword_filters]
+    conditions += [_range_condition(f, params) for f in query.range_filters]
+    if start is not None:
+        conditions.append(keyset_condition(query.sort_keys, start, params))
+    if end is not None:
+        # Exact: the keyset condition is never NULL (see keyset_condition).
+        conditions.append(f"NOT {keyset_condition(query.sort_keys, end, params)}")
+    return " AND ".join(conditions) or "TRUE"
 
 
 def _keyword_condition(keyword: KeywordFilter, params: Params) -> str:
@@ -151,7 +156,7 @@ def _order_term(key: SortKey) -> str:
     """One ORDER BY term; NULLS LAST is explicit because PostgreSQL puts them first on DESC."""
     direction = "DESC" if key.descending else "ASC"
     if key.field.name in _NOT_NULL:
-        # Same order, but `uuid DESC NULLS LAST` would sort every page instead of walking the
+        # Same order, but `uuid DESC NULLS LAST` would sort every range instead of walking the
         # primary key backwards.
         return f"{compare_expression(key.field)} {direction}"
     return f"{compare_expression(key.field)} {direction} NULLS LAST"
@@ -161,7 +166,8 @@ def keyset_condition(keys: Sequence[SortKey], cursor: Sequence[Any], params: Par
     """Rows strictly after the cursor in the (mixed-direction, NULLS LAST) order of `keys`.
 
     Nested as `after(k0) OR (k0 = c0 AND (after(k1) OR ...))`; the text depends on which cursor
-    values are NULL, since nothing sorts after a NULL key and NULL never equals NULL.
+    values are NULL, since nothing sorts after a NULL key and NULL never equals NULL. It is
+    never NULL itself (`k = c` is NULL only where `after(k)` is TRUE), so `NOT` negates it.
     """
     key, value = keys[0], cursor[0]
     expression = compare_expression(key.field)

@@ -20,6 +20,11 @@ SELECT {columns} FROM {table} WITH NO DATA
 
 STAGING_DROP = "DROP TABLE IF EXISTS pg_temp.{staging}"
 
+# A batch COPYed as CSV text (see verbatim_copy) reads a timestamp without an offset as UTC, as
+# the converter does. LOCAL: it ends with the batch's transaction, and pooled connections are
+# released without a reset.
+STAGING_TIME_ZONE = "SET LOCAL TimeZone = 'UTC'"
+
 # Rows go in uuid order so concurrent imports lock overlapping rows in the same order.
 # The WHERE clause leaves a row untouched, updated_at included, when nothing in it changes.
 STAGING_UPSERT = """

@@ -1,10 +1,12 @@
 """The `insert_csv_file` job: a CSV file in S3 into PostgreSQL, Elasticsearch and filter values.
 
-The object is streamed, never held whole. A reader task splits it into records and cuts batches
-of `BATCH_SIZE_FOR_INSERTION` records, parsing and converting in worker threads; a writer task
-takes them from a queue of one and writes each batch to every sink at once. PostgreSQL commits
-lag one batch behind (see `sinks.PostgresSink`), and progress counts committed batches only.
-Memory holds a few batches whatever the file size.
+The object is streamed, never held whole. A reader task splits it into blocks of records and
+cuts batches of `BATCH_SIZE_FOR_INSERTION` records, parsing and converting in worker threads; a
+writer task takes them from a queue of one and writes each batch to every sink at once.
+PostgreSQL commits lag one batch behind (see `sinks.PostgresSink`), and progress counts
+committed batches only. Memory holds a few batches whatever the file size. A batch whose own
+bytes PostgreSQL reads exactly as the converter did is COPYed as those bytes (`verbatim_copy`);
+any other is COPYed as converted rows.
 
 Bad rows never fail the job: they are counted, listed (capped) in `runtime_errors` and written
 to a failed-rows CSV next to the source (see `failed_rows`). Conversion rules, including
@@ -36,7 +38,8 @@ from connectra.catalog import Service, service_named
 from connectra.errors import BucketNotConfiguredError, ConnectraError, ServiceNotConfiguredError
 from connectra.objectstore import ObjectStat, ObjectStore
 from connectra.processors.base import JobContext, JobType
-from connectra.processors.csv_stream import MAX_RECORD_BYTES, CsvRecord, CsvRecordReader
+from connectra.processors.csv_batches import BatchCutter, RecordBatch
+from connectra.processors.csv_stream import MAX_RECORD_BYTES, CsvRecordReader, RecordBlock
 from connectra.processors.failed_rows import FailedRowsFile, failed_rows_key, failed_rows_lines
 from connectra.processors.import_checkpoint import Checkpoint
 from connectra.processors.row_parsing import (
@@ -53,6 +56,7 @@ from connectra.processors.sinks import (
     PostgresSink,
     SearchSink,
 )
+from connectra.processors.verbatim_copy import verbatim_csv
 
 QUEUE_BATCHES = 1
 
@@ -83,13 +87,25 @@ class Position:
 
 @dataclass(slots=True)
 class PreparedBatch:
-    """A converted batch with each sink's payload, ready to write, and where it ends."""
+    """A converted batch with each sink's payload, ready to write, and where it ends.
+
+    `csv` is the batch's own CSV bytes when PostgreSQL can take them instead of the rows.
+    """
 
     converted: ConvertedBatch
     failed_lines: list[tuple[int, bytes]]
     filter_values: set[FilterValue]
     search_actions: list[dict[str, Any]]
     end: Position
+    csv: list[memoryview] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """The records of a block not yet batched: those from `start` on."""
+
+    block: RecordBlock
+    start: int
 
 
 @dataclass(slots=True)
@@ -156,7 +172,7 @@ class CsvImport:
         if self.resumed is None:
             await self.failed_rows.clear()  # left by an attempt that never saved a checkpoint
         start = self._start()
-        async with contextlib.aclosing(self._record_lists(start)) as lists:
+        async with contextlib.aclosing(self._blocks(start)) as lists:
             pending = await self._read_header(lists)
             layout = read_header(self.service, self.header)
             self._log_start(start)
@@ -188,12 +204,12 @@ class CsvImport:
             return Position(0, 1)
         return Position(self.resumed.offset, self.resumed.line)
 
-    async def _read_header(self, lists: AsyncIterator[list[CsvRecord]]) -> list[CsvRecord]:
+    async def _read_header(self, lists: AsyncIterator[list[RecordBlock]]) -> list[Pending]:
         """Read the header row unless resuming; the records that came with it."""
         if self.resumed is not None:
             return []
         header, pending = await _first_record(lists)
-        self.header = header.fields
+        self.header = header
         return pending
 
     def _log_start(self, start: Position) -> None:
@@ -208,8 +224,8 @@ class CsvImport:
     async def _import(
         self,
         layout: RowLayout,
-        lists: AsyncIterator[list[CsvRecord]],
-        pending: list[CsvRecord],
+        lists: AsyncIterator[list[RecordBlock]],
+        pending: list[Pending],
     ) -> None:
         """Run the pipeline into every sink."""
         async with contextlib.AsyncExitStack() as stack:
@@ -249,8 +265,8 @@ class CsvImport:
         self,
         sinks: Sinks,
         converter: RowConverter,
-        lists: AsyncIterator[list[CsvRecord]],
-        pending: list[CsvRecord],
+        lists: AsyncIterator[list[RecordBlock]],
+        pending: list[Pending],
     ) -> None:
         """Read and convert ahead in one task while another writes."""
         queue: asyncio.Queue[PreparedBatch | None] = asyncio.Queue(maxsize=QUEUE_BATCHES)
@@ -258,53 +274,62 @@ class CsvImport:
             tasks.create_task(self._read(sinks, converter, lists, pending, queue))
             tasks.create_task(self._write(sinks, queue))
 
-    async def _record_lists(self, start: Position) -> AsyncGenerator[list[CsvRecord], None]:
-        """The records from `start`, a list per chunk that completed any; parsed off the loop."""
+    async def _blocks(self, start: Position) -> AsyncGenerator[list[RecordBlock], None]:
+        """The records from `start`, in blocks, a list per chunk that completed any.
+
+        Parsed off the loop.
+        """
         reader = CsvRecordReader(start.offset, start.line, MAX_RECORD_BYTES)
-        chunks = self.objects.iter_object(self.bucket, self.key, start.offset)
+        chunks = self.objects.iter_object(
+            self.bucket, self.key, start.offset, if_match=self.stat.etag or None
+        )
         async with contextlib.aclosing(chunks):
             async for chunk in chunks:
                 # Set before parsing, so every record holding this NUL is checked.
                 self.nul_seen = self.nul_seen or b"\x00" in chunk
-                records = await asyncio.to_thread(reader.feed, chunk)
-                if records:
-                    yield records
-        records = await asyncio.to_thread(reader.finish)
-        if records:
-            yield records
+                blocks = await asyncio.to_thread(reader.feed_blocks, chunk)
+                if blocks:
+                    yield blocks
+        blocks = await asyncio.to_thread(reader.finish_blocks)
+        if blocks:
+            yield blocks
 
     async def _read(
         self,
         sinks: Sinks,
         converter: RowConverter,
-        lists: AsyncIterator[list[CsvRecord]],
-        pending: list[CsvRecord],
+        lists: AsyncIterator[list[RecordBlock]],
+        pending: list[Pending],
         queue: asyncio.Queue[PreparedBatch | None],
     ) -> None:
         """Cut the records into batches, convert each, and queue it; None marks the end."""
-        size = self.ctx.settings.batch_size_for_insertion
-        batch = pending
-        async for records in lists:
-            batch += records
-            start = 0
-            while len(batch) - start >= size:
-                await self._convert(sinks, converter, batch[start : start + size], queue)
-                start += size
-            batch = batch[start:]
-        if batch:
-            await self._convert(sinks, converter, batch, queue)
+        cutter = BatchCutter(self.ctx.settings.batch_size_for_insertion)
+        while pending:
+            rest = pending.pop(0)  # popped, so that no frame keeps the block alive
+            await self._convert(sinks, converter, cutter.add(rest.block, rest.start), queue)
+        async for blocks in lists:
+            for block in blocks:
+                await self._convert(sinks, converter, cutter.add(block), queue)
+        await self._convert(sinks, converter, cutter.finish(), queue)
         await queue.put(None)
 
     async def _convert(
         self,
         sinks: Sinks,
         converter: RowConverter,
-        records: list[CsvRecord],
+        batches: list[RecordBatch],
         queue: asyncio.Queue[PreparedBatch | None],
     ) -> None:
-        """Convert a batch in a worker thread and queue it."""
-        prepared = await asyncio.to_thread(_prepare, sinks, converter, records, self.nul_seen)
-        await queue.put(prepared)
+        """Convert each batch in a worker thread and queue it.
+
+        A batch is let go once converted, before waiting for room in the queue: its records are
+        most of the memory an import holds.
+        """
+        while batches:
+            batch = batches.pop(0)
+            prepared = await asyncio.to_thread(_prepare, sinks, converter, batch, self.nul_seen)
+            del batch
+            await queue.put(prepared)
 
     async def _write(self, sinks: Sinks, queue: asyncio.Queue[PreparedBatch | None]) -> None:
         """Write queued batches in order, reporting progress as each is committed."""
@@ -404,41 +429,51 @@ class CsvImport:
 
 
 async def _first_record(
-    lists: AsyncIterator[list[CsvRecord]],
-) -> tuple[CsvRecord, list[CsvRecord]]:
-    """The header record and the records that came with it; a bad header fails the job."""
-    async for records in lists:
-        header = records[0]
-        if header.error is not None:
-            raise HeaderError(f"line {header.line}: the header row is unreadable: {header.error}")
-        return header, records[1:]
+    lists: AsyncIterator[list[RecordBlock]],
+) -> tuple[list[str], list[Pending]]:
+    """The header's fields and the records that came with it; a bad header fails the job."""
+    async for blocks in lists:
+        first = blocks[0]
+        if 0 in first.errors:
+            error = first.errors[0][0]
+            raise HeaderError(f"line {first.lines[0]}: the header row is unreadable: {error}")
+        return first.rows[0], [Pending(first, 1), *(Pending(block, 0) for block in blocks[1:])]
     raise EmptyFileError
 
 
 def _prepare(
-    sinks: Sinks, converter: RowConverter, records: list[CsvRecord], nul_seen: bool
+    sinks: Sinks, converter: RowConverter, batch: RecordBatch, nul_seen: bool
 ) -> PreparedBatch:
     """Convert a batch and shape every sink's payload (CPU work, run in a thread)."""
-    converted = converter.convert(records, nul_seen)
+    converted = converter.convert(batch, nul_seen)
     search = sinks.search
+    csv = verbatim_csv(converter.layout, batch, converted)
+    converted.texts = []  # only needed to choose how to COPY
     return PreparedBatch(
-        converted=converted,
+        # Rows COPYed as CSV are not needed again: only their counts are kept.
+        converted=converted if csv is None else _counts(converted),
         failed_lines=failed_rows_lines(converted.bad),
         filter_values=sinks.filters.values(converted.columns),
         search_actions=search.actions(converted.rows()) if search is not None else [],
-        end=Position(records[-1].end_offset, records[-1].next_line),
+        end=Position(*batch.end()),
+        csv=csv,
     )
+
+
+def _counts(converted: ConvertedBatch) -> ConvertedBatch:
+    """A converted batch without its rows: how many were good, and the bad ones."""
+    return ConvertedBatch(good=converted.good, bad=converted.bad)
 
 
 def _written(batch: PreparedBatch) -> PreparedBatch:
     """What is kept of a written batch until its commit: its rows' counts and its end."""
-    return PreparedBatch(batch.converted, [], set(), [], batch.end)
+    return PreparedBatch(_counts(batch.converted), [], set(), [], batch.end)
 
 
 async def _write_batch(sinks: Sinks, batch: PreparedBatch) -> None:
     """Write one batch to every sink concurrently."""
     async with asyncio.TaskGroup() as tasks:
-        tasks.create_task(sinks.postgres.write(batch.converted.rows()))
+        tasks.create_task(sinks.postgres.write(batch.converted.rows(), batch.csv))
         if batch.filter_values:
             tasks.create_task(sinks.filters.write(batch.filter_values))
         if sinks.search is not None and batch.search_actions:

@@ -28,6 +28,7 @@ from uuid import UUID
 
 from connectra.catalog import Field, FieldType, Service
 from connectra.errors import ConnectraError
+from connectra.processors.csv_batches import RecordBatch
 from connectra.processors.csv_stream import CsvRecord
 
 MAX_INDEXED_TEXT_CHARS = 512
@@ -108,11 +109,20 @@ class BadRow:
 
 @dataclass(slots=True)
 class ConvertedBatch:
-    """A converted batch: its good rows as columns (one uuid each, the last wins) and bad rows."""
+    """A converted batch: its good rows as columns (one uuid each, the last wins) and bad rows.
 
-    columns: list[list[Value]] = field(default_factory=list)
+    Text columns hold the fields as read, an empty one standing for NULL (`rows` says None):
+    mapping them costs a pass per column that a batch COPYed as CSV never needs. `texts` holds
+    the same rows' fields as read, a column per field; `records` the index in the batch of each
+    row (None: every record of the batch, in order).
+    """
+
+    columns: list[Sequence[Value]] = field(default_factory=list)
     good: int = 0
     bad: list[BadRow] = field(default_factory=list)
+    texts: list[Sequence[str]] = field(default_factory=list)
+    records: list[int] | None = None
+    text_columns: frozenset[int] = frozenset()
 
     @property
     def size(self) -> int:
@@ -121,7 +131,12 @@ class ConvertedBatch:
 
     def rows(self) -> Iterator[Row]:
         """The rows to write, built one at a time from the columns."""
-        return zip(*self.columns, strict=True)
+        text = self.text_columns
+        columns = [
+            [value or None for value in column] if j in text else column
+            for j, column in enumerate(self.columns)
+        ]
+        return zip(*columns, strict=True)
 
 
 def _header_name(column: str) -> str:
@@ -302,14 +317,22 @@ class RowConverter:
         self.width = len(layout.header)
         self.key = layout.names.index("uuid")
         self._columns = _columns(layout)
+        self._text = frozenset(j for j, c in enumerate(self._columns) if c.convert is None)
 
-    def convert(self, records: Sequence[CsvRecord], check_nul: bool) -> ConvertedBatch:
+    def convert(
+        self, records: RecordBatch | Sequence[CsvRecord], check_nul: bool
+    ) -> ConvertedBatch:
         """Convert records into deduplicated rows and bad rows (in line order)."""
-        out = ConvertedBatch()
-        kept = self._well_formed(records, out.bad)
-        if not kept:
+        batch = records if isinstance(records, RecordBatch) else RecordBatch.of_records(records)
+        out = ConvertedBatch(text_columns=self._text)
+        rows = batch.rows()
+        kept = self._well_formed(batch, rows, out.bad)
+        if kept is not None:
+            rows = [rows[i] for i in kept]
+        if not rows:
+            out.records = []
             return out
-        texts = list(zip(*[record.fields for record in kept], strict=False))  # widths checked
+        texts = list(zip(*rows, strict=False))  # widths checked
         reasons: dict[int, str] = {}
         if check_nul:
             _check_nul(texts, reasons)
@@ -319,32 +342,62 @@ class RowConverter:
         ]
         if reasons:
             out.bad += [
-                BadRow(kept[i].line, reason, kept[i].fields) for i, reason in reasons.items()
+                BadRow(batch.line(i if kept is None else kept[i]), reason, rows[i])
+                for i, reason in reasons.items()
             ]
             out.bad.sort(key=_line)
-        out.good = len(kept) - len(reasons)
-        out.columns = _last_per_key(values, self.key, reasons)
+        out.good = len(rows) - len(reasons)
+        self._keep(out, values, [texts[c.position] for c in self._columns], reasons, kept)
         return out
 
-    def _well_formed(self, records: Sequence[CsvRecord], bad: list[BadRow]) -> list[CsvRecord]:
-        """The records that split into the header's number of fields; the others go to `bad`."""
+    def _well_formed(
+        self, batch: RecordBatch, rows: list[list[str]], bad: list[BadRow]
+    ) -> list[int] | None:
+        """The indices of records that split into the header's number of fields (None: all).
+
+        The others go to `bad`.
+        """
         width = self.width
-        kept = [r for r in records if r.error is None and len(r.fields) == width]
-        if len(kept) < len(records):
-            bad += [
-                _malformed(r, width)
-                for r in records
-                if r.error is not None or len(r.fields) != width
-            ]
-        return kept
+        if set(map(len, rows)) <= {width}:
+            return None
+        errors = {i: (reason, raw) for i, reason, raw in batch.errors()}
+        for i, fields in enumerate(rows):
+            if i in errors:
+                reason, raw = errors[i]
+                bad.append(BadRow(batch.line(i), reason, [raw.rstrip("\r\n")]))
+            elif len(fields) != width:
+                found = f"expected {width} fields, found {len(fields)}"
+                bad.append(BadRow(batch.line(i), found, fields))
+        return [i for i, fields in enumerate(rows) if len(fields) == width and i not in errors]
+
+    def _keep(
+        self,
+        out: ConvertedBatch,
+        values: list[Sequence[Value]],
+        texts: list[Sequence[str]],
+        bad: dict[int, str],
+        kept: list[int] | None,
+    ) -> None:
+        """Keep the rows without a bad value, and only the last row of each key."""
+        keep = _last_per_key(values[self.key], bad)
+        if keep is None:
+            out.columns, out.texts, out.records = values, texts, kept
+            return
+        out.columns = [[column[i] for i in keep] for column in values]
+        out.texts = [[column[i] for i in keep] for column in texts]
+        out.records = keep if kept is None else [kept[i] for i in keep]
 
     def _convert_column(
         self, column: _Column, texts: tuple[str, ...], reasons: dict[int, str]
-    ) -> list[Value]:
-        """The values of one column; rows with a bad value are noted in `reasons`."""
+    ) -> Sequence[Value]:
+        """The values of one column; rows with a bad value are noted in `reasons`.
+
+        A text column's values are its texts (see `ConvertedBatch`).
+        """
         convert, empty = column.convert, column.empty
+        values: Sequence[Value]
         if convert is None:
-            values: list[Value] = [text or None for text in texts]
+            values = texts
         elif convert is parse_uuid and all_canonical_uuids(texts):
             values = list(texts)
         else:
@@ -352,10 +405,11 @@ class RowConverter:
                 values = [convert(text) if text else empty() for text in texts]
             except ValueError:
                 values = _convert_each(column, texts, reasons)
-        if column.required and None in values:
+        missing = "" if convert is None else None
+        if column.required and missing in values:
             _note(
                 reasons,
-                [i for i, v in enumerate(values) if v is None],
+                [i for i, v in enumerate(values) if v == missing],
                 column,
                 "a value is required",
             )
@@ -393,7 +447,7 @@ def _check_nul(texts: list[tuple[str, ...]], reasons: dict[int, str]) -> None:
                     reasons.setdefault(i, "a field contains a NUL character")
 
 
-def _check_lengths(column: _Column, values: list[Value], reasons: dict[int, str]) -> None:
+def _check_lengths(column: _Column, values: Sequence[Value], reasons: dict[int, str]) -> None:
     """Mark rows whose value (or an item of it) is too long for a btree index."""
     limit = MAX_INDEXED_TEXT_CHARS
     for i, value in enumerate(values):
@@ -402,28 +456,17 @@ def _check_lengths(column: _Column, values: list[Value], reasons: dict[int, str]
             reasons.setdefault(i, f"column {column.name}: longer than {limit} characters")
 
 
-def _malformed(record: CsvRecord, width: int) -> BadRow:
-    """The bad row of a record that did not split into `width` fields."""
-    if record.error is not None:
-        return BadRow(record.line, record.error, [record.raw.rstrip("\r\n")])
-    return BadRow(
-        record.line, f"expected {width} fields, found {len(record.fields)}", record.fields
-    )
-
-
 def _line(row: BadRow) -> int:
     """Sort key: the row's line."""
     return row.line
 
 
-def _last_per_key(values: list[list[Value]], key: int, bad: dict[int, str]) -> list[list[Value]]:
-    """The columns without bad rows and without all but the last row of each key."""
-    keys = values[key]
+def _last_per_key(keys: Sequence[Value], bad: dict[int, str]) -> list[int] | None:
+    """The rows to keep: not bad, and the last of each key; None when that is every row."""
     if bad:
         last = {keys[i]: i for i in range(len(keys)) if i not in bad}
     else:
         last = dict(zip(keys, range(len(keys)), strict=True))
         if len(last) == len(keys):
-            return values
-    keep = sorted(last.values())
-    return [[column[i] for i in keep] for column in values]
+            return None
+    return sorted(last.values())

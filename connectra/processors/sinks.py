@@ -117,20 +117,24 @@ class PostgresSink:
             finally:
                 await sink._close()
 
-    async def write(self, rows: Iterable[Row]) -> None:
-        """Commit the batch staged last time and stage these rows (at once, given two lanes)."""
+    async def write(self, rows: Iterable[Row], csv: Sequence[memoryview] | None = None) -> None:
+        """Commit the batch staged last time and stage these rows (at once, given two lanes).
+
+        `csv`, when given, is the same rows as CSV text PostgreSQL reads as converted (see
+        `verbatim_copy`), in pieces: it is COPYed instead of the rows.
+        """
         previous, self._staged = self._staged, None
         if self.lanes == 1:
             if previous is not None:
                 await self._commit(previous)
-            self._staged = await self._stage(self._conns[0], rows)
+            self._staged = await self._stage(self._conns[0], rows, csv)
             return
         conn = self._conns[self._turn]
         self._turn = 1 - self._turn
         staging: asyncio.Task[_Staged] | None = None
         try:
             async with asyncio.TaskGroup() as tasks:
-                staging = tasks.create_task(self._stage(conn, rows))
+                staging = tasks.create_task(self._stage(conn, rows, csv))
                 if previous is not None:
                     tasks.create_task(self._commit(previous))
         finally:
@@ -143,18 +147,36 @@ class PostgresSink:
         if previous is not None:
             await self._commit(previous)
 
-    async def _stage(self, conn: asyncpg.Connection, rows: Iterable[Row]) -> _Staged:
-        """Open a transaction and COPY the rows into the staging table."""
+    async def _stage(
+        self, conn: asyncpg.Connection, rows: Iterable[Row], csv: Sequence[memoryview] | None
+    ) -> _Staged:
+        """Open a transaction and COPY the rows (or their CSV text) into the staging table."""
         with _database_errors():
             transaction = conn.transaction()
             await transaction.start()
             staged = _Staged(conn, transaction)
             try:
-                await conn.copy_records_to_table(self._staging, records=rows, columns=self._names)
+                if csv is None:
+                    await conn.copy_records_to_table(
+                        self._staging, records=rows, columns=self._names
+                    )
+                else:
+                    await self._copy_csv(conn, csv)
             except BaseException:
                 await _rollback_quietly(staged)
                 raise
         return staged
+
+    async def _copy_csv(self, conn: asyncpg.Connection, csv: Sequence[memoryview]) -> None:
+        """COPY CSV text into the staging table; empty fields, quoted or not, are NULL."""
+        await conn.execute(q.STAGING_TIME_ZONE)
+        await conn.copy_to_table(
+            self._staging,
+            source=_pieces(csv),  # one message per piece: no copy of the whole batch
+            columns=self._names,
+            format="csv",
+            force_null=self._names,
+        )
 
     async def _commit(self, staged: _Staged) -> None:
         """Upsert the staged rows into the table and commit (ON COMMIT empties the staging)."""
@@ -177,6 +199,12 @@ class PostgresSink:
                     # lane it ran; the DROP below would be refused inside it.
                     await conn.execute("ROLLBACK")
                 await conn.execute(q.staging_drop(self._service))
+
+
+async def _pieces(csv: Sequence[memoryview]) -> AsyncIterator[memoryview]:
+    """The pieces of a CSV text, as the async iterable COPY reads."""
+    for piece in csv:
+        yield piece
 
 
 def _finished_result(task: asyncio.Task[_Staged] | None) -> _Staged | None:

@@ -16,7 +16,8 @@
 - `select_columns` (required): the CSV columns, in order; `id` is the record's `uuid`.
 - `order_by`: scalar fields, `asc` (default) or `desc`, missing values last; a `uuid asc`
   tiebreak is appended unless `uuid` is already a key, so the order is total.
-- `limit`: the page size of the export, 1 to 10000 (default 500); it never caps the row count.
+- `limit`: the page size of an Elasticsearch export, 1 to 10000 (default 500); it never caps the
+  row count and never changes the output (PostgreSQL exports stream ranges with COPY instead).
 
 Any other key is refused: a filter the exporter silently ignored would export too much. Field
 names are checked against the catalog and only the catalog's names are used afterwards.

@@ -14,8 +14,8 @@ import functools
 import logging
 import random
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import asyncpg
@@ -35,18 +35,17 @@ from connectra.objectstore import ObjectStore
 from connectra.processors.base import JobContext, JobTypeRegistry, Services
 from connectra.processors.csv_format import RowFormatter
 from connectra.processors.demo import NOOP
-from connectra.processors.export_csv import (
-    EXPORT_CSV_FILE,
-    BucketNotConfiguredError,
-    write_export,
-)
-from connectra.processors.export_sources import SearchIndexNotFoundError, postgres_pages
-from connectra.processors.export_sql import export_page
+from connectra.processors.export_csv import EXPORT_CSV_FILE, BucketNotConfiguredError
+from connectra.processors.export_postgres import copy_export
+from connectra.processors.export_sources import SearchIndexNotFoundError
+from connectra.processors.export_sql import range_end, range_rows
+from connectra.processors.export_upload import Sink, write_export
 from connectra.processors.search_index import ensure_index, index_name
 from connectra.processors.vql import parse_vql, resolve_vql
 from connectra.search import make_es_client
 from connectra.settings import Settings, load_settings
 from tests.conftest import with_database
+from tests.polling import eventually
 from tests.services import EsEndpoint, es_url, object_store, s3_bucket, s3_endpoint  # noqa: F401
 
 Row = dict[str, Any]
@@ -73,7 +72,7 @@ FIRST_NAMES = [
     "tab\tback\\slash",
     "",
 ]
-FIRST_NAMES += [" spaced ", None]
+FIRST_NAMES += [" spaced ", "\\.", None]  # "\." alone is psql's end-of-data marker
 INDUSTRIES = ["Software", "SaaS", "Retail", "Biotech"]
 EMPLOYEES = [None, 0, 10, 50, 51, 999, 1000, 1001, 5000]
 REVENUES = [None, 0, 999_999, 1_000_000, 10_000_000_000]
@@ -292,6 +291,11 @@ async def pending_uploads(objects: ObjectStore, bucket: str) -> list[Any]:
     """Multipart uploads neither completed nor aborted."""
     response = await objects.client.list_multipart_uploads(Bucket=bucket)
     return list(response.get("Uploads", []))
+
+
+async def has_pending_upload(objects: ObjectStore, bucket: str) -> bool:
+    """Whether a multipart upload is under way."""
+    return bool(await pending_uploads(objects, bucket))
 
 
 async def object_keys(objects: ObjectStore, bucket: str) -> list[str]:
@@ -595,7 +599,20 @@ KEYSET_ORDERS = [
 ]
 
 
-async def test_keyset_pages_of_every_size_equal_one_unpaged_order_by(loaded: asyncpg.Pool) -> None:
+class Collected:
+    """What a source hands its sink: the bytes, and the row counts of completed ranges."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.ranges: list[int] = []
+
+    async def sink(self, data: bytes | bytearray, rows: int) -> None:
+        self.data += data
+        if rows or not data:
+            self.ranges.append(rows)
+
+
+async def test_ranges_of_every_size_equal_one_unpaged_order_by(loaded: asyncpg.Pool) -> None:
     for keys, reference_order in KEYSET_ORDERS:
         reference = [
             r["uuid"]
@@ -603,16 +620,99 @@ async def test_keyset_pages_of_every_size_equal_one_unpaged_order_by(loaded: asy
                 f"SELECT uuid::text FROM contacts ORDER BY {reference_order}"
             )
         ]
+        order = [
+            {"order_by": name, "order_direction": "desc" if desc else "asc"} for name, desc in keys
+        ]
+        vql = parse_vql({"select_columns": ["id"], "order_by": order})
+        query = resolve_vql(vql, CONTACT)
         for size in range(1, len(CONTACTS) + 2):
-            order = [
-                {"order_by": name, "order_direction": "desc" if desc else "asc"}
-                for name, desc in keys
-            ]
-            vql = parse_vql({"select_columns": ["id"], "order_by": order, "limit": size})
-            query = resolve_vql(vql, CONTACT)
-            async with contextlib.aclosing(postgres_pages(loaded, query)) as pages:
-                paged = [row[0] async for page in pages for row in page]
-            assert paged == reference, (reference_order, size)
+            collected = Collected()
+            await copy_export(loaded, query, collected.sink, range_rows_max=size)
+            assert collected.data.decode().splitlines() == reference, (reference_order, size)
+            full, last = divmod(len(CONTACTS), size)
+            assert collected.ranges == [size] * full + [last], (reference_order, size)
+
+
+async def test_rows_present_throughout_are_written_once_while_others_change(
+    pool: asyncpg.Pool,
+) -> None:
+    await pool.execute(BULK_CONTACTS, 1000)
+    before = {r["uuid"] for r in await pool.fetch("SELECT uuid::text FROM contacts")}
+    deleted: set[str] = set()
+    query = resolve_vql(parse_vql({"select_columns": ["id"]}), CONTACT)
+    collected = Collected()
+
+    async def changing_sink(data: bytes | bytearray, rows: int) -> None:
+        await collected.sink(data, rows)
+        if rows:  # between ranges: rows appear everywhere, and some not yet written go
+            await pool.execute(BULK_CONTACTS, 50)
+            gone = await pool.fetch(
+                "DELETE FROM contacts WHERE uuid IN"
+                " (SELECT uuid FROM contacts ORDER BY random() LIMIT 20) RETURNING uuid::text"
+            )
+            deleted.update(r["uuid"] for r in gone)
+
+    await copy_export(pool, query, changing_sink, range_rows_max=97)
+    written = collected.data.decode().splitlines()
+    assert len(written) == len(set(written))
+    assert written == sorted(written)
+    assert before - deleted <= set(written)
+    assert len(collected.ranges) > 10
+
+
+EDGE_TEXTS = [None, "", " ", " lead", "trail ", "a,b", 'q"q', '"', '""', "\r", "\n", "\r\n"]
+EDGE_TEXTS += ["\\.", "\\", ".", "\\.\n", "x\n\\.", '\n"\\."\n', '"\\."', "Ünï", "\t", "\\N"]
+EDGE_ARRAYS = [[], [""], ["", ""], ["a", None, "b"], [None], ["\\."], ["a,b", 'c"d'], ["x\ny"]]
+# Not datetime.min: asyncpg stores it as -infinity.
+EDGE_TIMES = [None, datetime(1, 1, 1, 0, 0, 1, tzinfo=UTC), datetime(1970, 1, 1, tzinfo=UTC)]
+EDGE_TIMES += [BASE_TIME + timedelta(microseconds=m) for m in (1, 500_000, 999_999)]
+EDGE_TIMES += [datetime(2024, 6, 1, 23, 30, tzinfo=timezone(timedelta(hours=-5)))]
+
+
+async def copied(pool: asyncpg.Pool, service: Service, names: list[str]) -> bytes:
+    """The CSV the PostgreSQL source writes for these columns, in uuid order."""
+    query = resolve_vql(parse_vql({"select_columns": names}), service)
+    collected = Collected()
+    await copy_export(pool, query, collected.sink, range_rows_max=4)
+    return bytes(collected.data)
+
+
+async def formatted(pool: asyncpg.Pool, service: Service, names: list[str]) -> bytes:
+    """The same rows formatted in Python by csv_format, as Elasticsearch documents are."""
+    query = resolve_vql(parse_vql({"select_columns": names}), service)
+    rows = await pool.fetch(f"SELECT * FROM {service.table} ORDER BY uuid")
+    return RowFormatter(query.columns).search_rows([dict(row) for row in rows])
+
+
+async def test_copy_writes_the_bytes_csv_format_writes_for_edge_values(pool: asyncpg.Pool) -> None:
+    rng = random.Random(11)
+    contacts = [
+        {"uuid": _uuid(rng), "first_name": text, "email_verified_at": EDGE_TIMES[i % 7]}
+        for i, text in enumerate(EDGE_TEXTS)
+    ]
+    companies = [
+        {"uuid": _uuid(rng), "name": "n", "industries": industries, "employees_count": count}
+        for industries, count in zip(EDGE_ARRAYS, [None, 0, 2**31 - 1] * 3, strict=False)
+    ]
+    await insert_rows(pool, CONTACT, contacts)
+    await insert_rows(pool, COMPANY, companies)
+    await pool.execute(
+        "UPDATE companies SET annual_revenue = $1 WHERE employees_count = 0", 2**63 - 1
+    )
+    selections = [
+        (CONTACT, ["id", "first_name", "email_verified_at"]),
+        (CONTACT, ["first_name"]),
+        (CONTACT, ["email_verified_at"]),
+        (CONTACT, ["company_id"]),
+        (COMPANY, ["industries", "employees_count", "annual_revenue"]),
+        (COMPANY, ["industries"]),
+        (COMPANY, ["employees_count"]),
+    ]
+    for service, names in selections:
+        from_copy = await copied(pool, service, names)
+        assert from_copy == await formatted(pool, service, names), names
+    assert b"\n\\.\n" in await copied(pool, CONTACT, ["first_name"])  # "\." written bare
+    assert b'\n""\n' in await copied(pool, CONTACT, ["first_name"])  # an empty row is ""
 
 
 async def test_a_large_export_streams_in_several_multipart_parts(
@@ -649,17 +749,26 @@ async def test_a_large_export_streams_in_several_multipart_parts(
 
 
 @pytest.mark.parametrize("direction", ["asc", "desc"])
-async def test_uuid_order_pages_walk_the_primary_key_without_sorting(
+async def test_uuid_order_range_ends_walk_the_primary_key_and_ranges_use_it_for_both_bounds(
     pool: asyncpg.Pool, direction: str
 ) -> None:
     await pool.execute(BULK_CONTACTS, 20_000)
     await pool.execute("ANALYZE contacts")
     order = [{"order_by": "id", "order_direction": direction}]
     vql = parse_vql({"select_columns": BULK_COLUMNS, "order_by": order})
-    sql, args = export_page(resolve_vql(vql, CONTACT), cursor=[uuid.UUID(int=2**127)])
+    query = resolve_vql(vql, CONTACT)
+    start, end = [uuid.UUID(int=2**127)], [uuid.UUID(int=2**127 + 2**121)]  # ~1/64 of rows
+    if direction == "desc":
+        start, end = end, start
+    sql, args = range_end(query, start, 5000)
     plan = "\n".join(row[0] for row in await pool.fetch("EXPLAIN " + sql, *args))
     assert "contacts_pkey" in plan
     assert "Sort" not in plan
+    sql, args = range_rows(query, start, end)
+    plan = "\n".join(row[0] for row in await pool.fetch("EXPLAIN " + sql, *args))
+    assert "Seq Scan" not in plan  # (a large range may rather be read in heap order and sorted)
+    assert "Index Cond: ((uuid " in plan
+    assert " AND (uuid " in plan  # both bounds in the index condition
 
 
 async def test_cancelling_an_export_midway_leaves_no_object_and_no_pending_upload(
@@ -685,17 +794,16 @@ async def test_a_failure_midway_leaves_no_object_and_no_pending_upload(
     object_store: ObjectStore,
     s3_bucket: str,
 ) -> None:
-    async def failing_chunks() -> AsyncGenerator[tuple[bytes, int], None]:
-        yield b"x" * (9 * MIB), 1
+    async def failing_source(sink: Sink) -> None:
+        await sink(b"x" * (9 * MIB), 1)
+        await eventually(lambda: has_pending_upload(object_store, s3_bucket))
         raise RuntimeError("the source broke")
 
     async def ignore(update: dict[str, Any]) -> None:
         pass
 
     with pytest.raises(RuntimeError, match="source broke"):
-        await write_export(
-            object_store, s3_bucket, "exports/x.csv", b"h\n", failing_chunks(), ignore
-        )
+        await write_export(object_store, s3_bucket, "exports/x.csv", b"h\n", failing_source, ignore)
     assert await pending_uploads(object_store, s3_bucket) == []
     assert await object_keys(object_store, s3_bucket) == []
 

@@ -660,6 +660,54 @@ async def test_small_batches_give_exact_results_and_report_progress(
     assert progress[-1] == {"number_records_processed": 46, "number_records_failed": 5}
 
 
+async def test_batches_copied_as_their_own_bytes_land_as_converted_rows_would(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = [
+        CONTACT_HEADER,
+        contact_line(0, email_verified_at="2024-03-01 08:30:00"),  # no offset: UTC
+        contact_line(1, email_verified_at="2024-03-01T08:30:00.123456+05:30"),
+        contact_line(2, email_verified_at="2024-03-01", first_name=" spaced  "),
+        contact_line(3, last_name="Zürich 日本", phone="+1 (555) 0100", email_verified_at=""),
+        contact_line(4, email_verified_at="not a time"),  # a bad row among good ones
+        contact_line(0, title="Last word", email_verified_at="2024-03-01 08:30:00"),  # again
+        contact_line(5, uuid="{" + uid(5) + "}"),  # this batch goes converted: not canonical
+        contact_line(6, city="back\\slash"),
+    ]
+    await env.put("in/v.csv", "\r\n".join(lines) + "\r\n")
+    copied: list[int] = []
+    copy_csv = PostgresSink._copy_csv
+
+    async def spy(sink: PostgresSink, conn: asyncpg.Connection, csv: Any) -> None:
+        copied.append(1)
+        await copy_csv(sink, conn, csv)
+
+    monkeypatch.setattr(PostgresSink, "_copy_csv", spy)
+    data = {"s3_key": "in/v.csv", "s3_bucket": env.bucket}
+    verbatim = await env.run(data, batch_size=6)
+    rows = await contacts(env.pool)
+    await env.pool.execute("DELETE FROM contacts")
+    monkeypatch.setattr(insert_csv, "verbatim_csv", lambda *args: None)
+    converted = await env.run(data, batch_size=6)
+
+    assert copied == [1]  # the first batch, and only it
+    assert verbatim == converted
+    assert converted["runtime_errors"] == [
+        "line 6: column email_verified_at: not an ISO 8601 timestamp: 'not a time'"
+    ]
+    fields = CONTACT.field_names
+    again = await contacts(env.pool)
+    assert {u: [r[f] for f in fields] for u, r in rows.items()} == {
+        u: [r[f] for f in fields] for u, r in again.items()
+    }
+    assert rows[uid(0)]["title"] == "Last word"
+    assert rows[uid(0)]["email_verified_at"] == datetime(2024, 3, 1, 8, 30, tzinfo=UTC)
+    assert rows[uid(2)]["first_name"] == " spaced  "
+    assert rows[uid(2)]["email_verified_at"] == datetime(2024, 3, 1, tzinfo=UTC)
+    assert rows[uid(3)]["last_name"] == "Zürich 日本"
+    assert rows[uid(3)]["email_verified_at"] is None  # empty: NULL
+
+
 @pytest.mark.parametrize(("parallel_jobs", "lanes"), [(4, 2), (5, 1)])
 async def test_a_second_connection_is_used_only_when_the_pool_fits_two_per_job(
     env: Env, parallel_jobs: int, lanes: int
@@ -719,9 +767,9 @@ class GeneratedObjectStore(ObjectStore):
     """An ObjectStore whose objects are contact CSVs generated on the fly, never held whole."""
 
     async def iter_object(
-        self, bucket: str, key: str, start: int = 0
+        self, bucket: str, key: str, start: int = 0, if_match: str | None = None
     ) -> AsyncGenerator[bytes, None]:
-        """`key` is the row count; chunks of about 256 KiB."""
+        """`key` is the row count; chunks of about 256 KiB (never replaced: `if_match` holds)."""
         rows = int(key)
         lines = ["uuid,email,country"]
         for i in range(rows):

@@ -16,9 +16,10 @@ import asyncpg
 import pytest
 
 from connectra.db.store import JobStore
+from connectra.failures import is_transient
 from connectra.jobs import FIRST_TIME, RETRY, Job, JobStatus, RunnerKind
 from connectra.logs import BoundLogger
-from connectra.objectstore import ObjectStore, ObjectStoreUnavailable
+from connectra.objectstore import ObjectChanged, ObjectStat, ObjectStore, ObjectStoreUnavailable
 from connectra.processors.base import JobContext, Services
 from connectra.processors.insert_csv import INSERT_CSV_FILE
 from connectra.processors.registry import default_registry
@@ -54,14 +55,17 @@ class ScriptedStore(ObjectStore):
         self._client = inner.client
         self.hook = hook
         self.starts: list[int] = []
+        self.if_matches: list[str | None] = []
 
     async def iter_object(
-        self, bucket: str, key: str, start: int = 0
+        self, bucket: str, key: str, start: int = 0, if_match: str | None = None
     ) -> AsyncGenerator[bytes, None]:
         """The object from `start` in 64-byte chunks."""
         self.starts.append(start)
+        self.if_matches.append(if_match)
         offset = start
-        async with contextlib.aclosing(super().iter_object(bucket, key, start)) as chunks:
+        chunks = super().iter_object(bucket, key, start, if_match)
+        async with contextlib.aclosing(chunks):
             async for data in chunks:
                 for i in range(0, len(data), 64):
                     if self.hook is not None:
@@ -202,6 +206,32 @@ async def test_a_changed_object_makes_the_import_start_over(env: Env) -> None:
     assert {uid(i) for i in range(60, 80) if i != 70} <= rows
     failed = await env.failed_rows(FAILED_KEY)
     assert [row[:2] for row in failed[1:]] == [["12", "expected 14 fields, found 3"]]
+
+
+async def test_an_object_replaced_after_its_check_is_not_read(env: Env) -> None:
+    # The ETag is read first (to match a checkpoint), the bytes later: if the object is
+    # replaced in between, the read must fail instead of mixing two versions.
+    await env.put(KEY, source(30, set()))
+    job = await JobStore(env.pool).create(
+        "insert_csv_file", {"s3_key": KEY, "s3_bucket": env.bucket}
+    )
+
+    class ReplacedAfterStat(ScriptedStore):
+        checked = ""
+
+        async def stat(self, bucket: str, key: str) -> ObjectStat:
+            stat = await super().stat(bucket, key)
+            self.checked = stat.etag
+            await env.put(KEY, source(60, set(), start=30))
+            return stat
+
+    store = ReplacedAfterStat(env.objects)
+    with pytest.raises(ObjectChanged) as caught:
+        await Attempt(env, job, store).run()
+    assert caught.value.code == "ERR_S3_OBJECT_CHANGED"
+    assert is_transient(caught.value)  # the next attempt starts over on the new object
+    assert store.if_matches == [store.checked]
+    assert await env.pool.fetchval("SELECT count(*) FROM contacts") == 0
 
 
 async def test_a_checkpoint_is_saved_once_each_batch_is_committed(env: Env) -> None:

@@ -16,6 +16,7 @@ from connectra.objectstore import (
     MIN_PART_SIZE,
     BucketNotFound,
     InvalidRange,
+    ObjectChanged,
     ObjectNotFound,
     ObjectStore,
     ObjectStoreUnavailable,
@@ -32,9 +33,11 @@ from tests.services import (  # noqa: F401
 MIB = 1024 * 1024
 
 
-async def read_all(store: ObjectStore, bucket: str, key: str, start: int = 0) -> list[bytes]:
+async def read_all(
+    store: ObjectStore, bucket: str, key: str, start: int = 0, if_match: str | None = None
+) -> list[bytes]:
     """Every chunk `iter_object` yields."""
-    async with contextlib.aclosing(store.iter_object(bucket, key, start)) as chunks:
+    async with contextlib.aclosing(store.iter_object(bucket, key, start, if_match)) as chunks:
         return [chunk async for chunk in chunks]
 
 
@@ -296,3 +299,17 @@ async def test_presigned_put_then_presigned_get_work_with_a_plain_http_client(
             assert got.status == 200
             assert await got.read() == body
     assert "X-Amz-Signature=" in put_url  # signature version 4
+
+
+async def test_a_read_for_an_old_etag_fails_once_the_object_is_replaced(
+    object_store: ObjectStore, s3_bucket: str
+) -> None:
+    await object_store.put_bytes(s3_bucket, "f.csv", b"first version\n")
+    checked = await object_store.stat(s3_bucket, "f.csv")
+    assert await read_all(object_store, s3_bucket, "f.csv", if_match=checked.etag) == [
+        b"first version\n"
+    ]
+    await object_store.put_bytes(s3_bucket, "f.csv", b"second version\n")
+    for start in (0, 3):
+        with pytest.raises(ObjectChanged):
+            await read_all(object_store, s3_bucket, "f.csv", start, if_match=checked.etag)

@@ -101,7 +101,7 @@ def test_python_values_and_search_json_give_the_same_bytes() -> None:
     )
 
 
-def test_lines_formatted_by_postgres_are_joined_and_ended() -> None:
+def test_lines_are_joined_and_ended() -> None:
     assert join_lines(["a,b", '"x\ny",']) == b'a,b\n"x\ny",\n'
     assert join_lines([]) == b""
 

@@ -12,7 +12,7 @@ import pytest
 from connectra.catalog import COMPANY, CONTACT, UnknownFieldError, UnknownServiceError
 from connectra.errors import ConnectraError, InvalidJobDataError
 from connectra.processors.export_csv import EXPORT_CSV_FILE, ExportCsvData, export_key
-from connectra.processors.export_sql import export_page, quote_identifier
+from connectra.processors.export_sql import quote_identifier, range_end, range_rows
 from connectra.processors.vql import (
     InvalidVqlError,
     MissingSelectColumnsError,
@@ -233,13 +233,17 @@ def test_values_only_travel_as_bind_parameters() -> None:
     query = resolve(
         {"select_columns": ["id", "email"], "where": where, "order_by": [{"order_by": "city"}]}
     )
-    sql, args = export_page(query, cursor=[hostile, UUID(int=1)])
-    assert hostile not in sql
-    assert "DROP" not in sql
-    assert [hostile] in args
-    assert hostile in args
-    placeholders = {int(n) for n in re.findall(r"\$(\d+)", sql)}
-    assert placeholders == set(range(1, len(args) + 1))
+    statements = [
+        range_rows(query, start=[hostile, UUID(int=1)], end=[hostile + "z", UUID(int=2)]),
+        range_end(query, start=[hostile, UUID(int=1)], size=1000),
+    ]
+    for sql, args in statements:
+        assert hostile not in sql
+        assert "DROP" not in sql
+        assert [hostile] in args
+        assert hostile in args
+        placeholders = {int(n) for n in re.findall(r"\$(\d+)", sql)}
+        assert placeholders == set(range(1, len(args) + 1))
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,68 @@
+"""The select list whose `COPY ... (FORMAT csv)` output is exactly `csv_format`'s cells.
+
+PostgreSQL's COPY quotes a field holding the delimiter, a double quote, CR or LF, doubling inner
+quotes, and leaves every other field bare: the same rule as `csv_format.csv_field`. Lines end in
+"\\n" on every platform when COPY writes to the client. The select list only has to turn each
+value into the text `csv_format` writes, and to undo three differences in how COPY marks
+emptiness and end of data:
+
+- COPY writes NULL as an empty field and quotes an empty string (`""`) to tell the two apart;
+  `csv_format` writes both as an empty field. With several columns, empty text is turned into
+  NULL (`nullif`), so every empty cell is bare.
+- A row of one empty field is `""` in `csv_format` (not a blank line). With one column, NULL is
+  turned into an empty string instead (`coalesce`), which COPY writes as `""`.
+- COPY quotes a single-column row holding exactly `\\.` (psql's end-of-data marker) as `"\\."`;
+  `csv_format` leaves it bare. `restore_end_marker` unquotes such rows in COPY's output.
+
+Per type: text as is; text[] joined with ";" (NULL elements left out, as `array_to_string`
+does); uuid and integers in their text form (lowercase uuids, decimal digits); timestamps in ISO
+8601 UTC with "Z" and six fractional digits only when they are not all zero.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from connectra.catalog import FieldType
+from connectra.processors.vql import Column
+
+# COLLATE "C": under a nondeterministic collation, a string of ignorable characters equals ''.
+COPY_TEXT = """nullif({value} COLLATE "C", '')"""
+COPY_ARRAY = "nullif(array_to_string({value}, ';'), '')"
+COPY_AS_IS = "{value}"
+COPY_TIMESTAMP = """replace(
+    to_char({value} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'), '.000000', '') || 'Z'"""
+# The only cell of a row: never NULL, so that an empty cell is written `""`.
+COPY_SINGLE = "coalesce(({cell})::text, '')"
+_COPY_CELLS = {
+    FieldType.TEXT: COPY_TEXT,
+    FieldType.TEXT_ARRAY: COPY_ARRAY,
+    FieldType.UUID: COPY_AS_IS,
+    FieldType.INTEGER: COPY_AS_IS,
+    FieldType.BIGINT: COPY_AS_IS,
+    FieldType.TIMESTAMP: COPY_TIMESTAMP,
+}
+
+# A line that is exactly "\." between quotes can only be a whole single-column row: inside a
+# quoted field every quote is doubled, and a closing quote is followed by the line end.
+_QUOTED_END_MARKER = re.compile(rb'^"\\\."$', re.MULTILINE)
+_QUOTED_END_MARKER_TEXT = b'"\\."'
+
+
+def copy_cells(columns: Sequence[Column], quoted_identifiers: Sequence[str]) -> str:
+    """The select list of the columns (their quoted identifiers given in the same order)."""
+    cells = [
+        _COPY_CELLS[column.field.type].format(value=identifier)
+        for column, identifier in zip(columns, quoted_identifiers, strict=True)
+    ]
+    if len(cells) == 1:
+        return COPY_SINGLE.format(cell=cells[0])
+    return ", ".join(cells)
+
+
+def restore_end_marker(data: bytes | bytearray) -> bytes | bytearray:
+    """Single-column COPY output (whole rows) with rows `"\\."` written bare, as `\\.`."""
+    if _QUOTED_END_MARKER_TEXT not in data:
+        return data
+    return _QUOTED_END_MARKER.sub(rb"\\.", data)
