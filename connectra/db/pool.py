@@ -18,6 +18,21 @@ DATABASE_DOWN: tuple[type[Exception], ...] = (
 )
 
 
+class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
+    """A pooled connection released without asyncpg's reset statement.
+
+    asyncpg sends `pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` on every
+    release: one more round trip for each query run through the pool. Nothing here leaves
+    session state on a pooled connection (no session `SET`, no `LISTEN`: the listener has a
+    connection of its own, no `WITH HOLD` cursor, the migration lock is released in a
+    `finally`), and an open transaction is still rolled back on release.
+    """
+
+    def get_reset_query(self) -> str:
+        """No reset statement (see the class)."""
+        return ""
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     """Decode jsonb as Python objects."""
     for name in ("json", "jsonb"):
@@ -32,6 +47,7 @@ async def create_pool(dsn: str, *, max_size: int, **kwargs: Any) -> asyncpg.Pool
         min_size=1,
         max_size=max_size,
         init=_init_connection,
+        connection_class=PooledConnection,
         server_settings=settings,
         **kwargs,
     )

@@ -67,13 +67,15 @@ FROM jobs
 WHERE status = 'failed' AND run_after IS NOT NULL AND attempts <= retry_count
 """
 
-# Primary key; guarded by state and holder. Starting a run counts an attempt.
-JOB_START = """
+# Start held jobs ($1; queued $2 -> running $4, held by runner $3). Primary key; guarded by
+# state and holder: a job missing from the result was not ours in the expected state.
+# Starting a run counts an attempt. The runner's status writer sends one for many jobs.
+JOB_START_MANY = """
 UPDATE jobs
 SET status = $4, attempts = attempts + 1, started_at = now(), completed_at = NULL,
     heartbeat_at = now(), updated_at = now()
-WHERE id = $1 AND status = $2 AND runner_id = $3
-RETURNING attempts
+WHERE id = ANY($1::bigint[]) AND status = $2 AND runner_id = $3
+RETURNING id, attempts
 """
 
 # Progress of a running job, merged into its job_response; also a sign of life.
@@ -84,12 +86,15 @@ WHERE id = $1 AND status = $2 AND runner_id = $3
 RETURNING id
 """
 
-JOB_COMPLETE = """
+# Complete running jobs ($1 ids with $2 responses; running $3, held by runner $4). Guarded
+# like JOB_START_MANY; also sent for many jobs at once by the status writer.
+JOB_COMPLETE_MANY = """
 UPDATE jobs
-SET status = 'completed', job_response = $4, run_after = NULL, runner_id = NULL,
-    heartbeat_at = NULL, completed_at = now(), updated_at = now()
-WHERE id = $1 AND status = $2 AND runner_id = $3
-RETURNING id
+SET status = 'completed', job_response = done.response, run_after = NULL,
+    runner_id = NULL, heartbeat_at = NULL, completed_at = now(), updated_at = now()
+FROM unnest($1::bigint[], $2::jsonb[]) AS done(id, response)
+WHERE jobs.id = done.id AND jobs.status = $3 AND jobs.runner_id = $4
+RETURNING jobs.id
 """
 
 # Merged, so progress counts of the failed attempt stay visible.
@@ -128,12 +133,14 @@ RETURNING id
 
 # -- leases ----------------------------------------------------------------------------------
 
-# Refresh every job this runner holds ($2 queued, $3 running); what is missing from the
-# result was taken away from us. Uses jobs_runner_idx.
+# Refresh the jobs this runner knows it holds ($4; $2 queued, $3 running); what is missing
+# from the result was taken away from us. A job held in the table but not known in memory
+# (its claim or start was written but the answer lost to a dropped connection) is not
+# renewed, so its lease runs out and the rescuer takes it back. Uses the primary key.
 JOB_HEARTBEAT = """
 UPDATE jobs
 SET heartbeat_at = now()
-WHERE runner_id = $1 AND status IN ($2, $3)
+WHERE id = ANY($4::bigint[]) AND runner_id = $1 AND status IN ($2, $3)
 RETURNING id, cancel_requested_at IS NOT NULL AS cancel_requested
 """
 

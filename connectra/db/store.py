@@ -10,6 +10,7 @@ from uuid import UUID
 import asyncpg
 
 from connectra.db import queries as q
+from connectra.db.announcer import Announcer
 from connectra.errors import (
     IdempotencyKeyReusedError,
     JobFinishedError,
@@ -58,12 +59,14 @@ class JobStore:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        self.announcer = Announcer(pool)
 
     async def create(
         self, job_type: str, data: dict[str, Any], *, retry_count: int = 0, retry_interval: int = 30
     ) -> Job:
-        """Insert a new open job."""
+        """Insert a new open job and wake idle runners."""
         row = await self.pool.fetchrow(q.JOB_INSERT, job_type, data, retry_count, retry_interval)
+        await self.announcer.new_jobs()
         return job_from_row(row)
 
     async def create_once(
@@ -85,11 +88,14 @@ class JobStore:
         """
         for _ in range(3):
             try:
-                return await self._create_once(
+                job, created = await self._create_once(
                     key, fingerprint, ttl, job_type, data, retry_count, retry_interval
                 )
             except _LostKeyRace:
                 continue  # our job was rolled back; the next round reads the winner's
+            if created:
+                await self.announcer.new_jobs()
+            return job, created
         raise IdempotencyKeyReusedError("this Idempotency-Key is being used concurrently")
 
     async def _create_once(
@@ -152,11 +158,21 @@ class JobStore:
 
     async def start(self, job: Job, kind: RunnerKind, runner_id: str) -> int:
         """Mark a queued job as running; return its attempt number."""
+        started = await self.start_many(kind, runner_id, [job.id])
+        return int(_held(started.get(job.id), job))
+
+    async def start_many(
+        self, kind: RunnerKind, runner_id: str, job_ids: Sequence[int]
+    ) -> dict[int, int]:
+        """Mark queued jobs as running; map each one started to its attempt number.
+
+        A job missing from the result was not held by this runner in the queued state.
+        """
         check_transition(kind.queued, kind.running)
-        attempts = await self.pool.fetchval(
-            q.JOB_START, job.id, kind.queued, runner_id, kind.running
+        rows = await self.pool.fetch(
+            q.JOB_START_MANY, list(job_ids), kind.queued, runner_id, kind.running
         )
-        return int(_held(attempts, job))
+        return {row["id"]: row["attempts"] for row in rows}
 
     async def report_progress(
         self, job: Job, kind: RunnerKind, runner_id: str, progress: dict[str, Any]
@@ -171,9 +187,22 @@ class JobStore:
         self, job: Job, kind: RunnerKind, runner_id: str, response: dict[str, Any]
     ) -> None:
         """Mark a running job completed with its response."""
+        done = await self.complete_many(kind, runner_id, [(job.id, response)])
+        _held(job.id if job.id in done else None, job)
+
+    async def complete_many(
+        self, kind: RunnerKind, runner_id: str, responses: Sequence[tuple[int, dict[str, Any]]]
+    ) -> set[int]:
+        """Mark running jobs completed, each with its response; return the ids completed."""
         check_transition(kind.running, JobStatus.COMPLETED)
-        done = await self.pool.fetchval(q.JOB_COMPLETE, job.id, kind.running, runner_id, response)
-        _held(done, job)
+        rows = await self.pool.fetch(
+            q.JOB_COMPLETE_MANY,
+            [job_id for job_id, _ in responses],
+            [response for _, response in responses],
+            kind.running,
+            runner_id,
+        )
+        return {row["id"] for row in rows}
 
     async def fail(
         self,
@@ -212,9 +241,13 @@ class JobStore:
         )
         _held(done, job)
 
-    async def heartbeat(self, kind: RunnerKind, runner_id: str) -> dict[int, bool]:
-        """Refresh every job this runner holds; map each still held to its cancel request."""
-        rows = await self.pool.fetch(q.JOB_HEARTBEAT, runner_id, kind.queued, kind.running)
+    async def heartbeat(
+        self, kind: RunnerKind, runner_id: str, job_ids: Iterable[int]
+    ) -> dict[int, bool]:
+        """Refresh these held jobs; map each still held to whether a cancel was requested."""
+        rows = await self.pool.fetch(
+            q.JOB_HEARTBEAT, runner_id, kind.queued, kind.running, list(job_ids)
+        )
         return {row["id"]: row["cancel_requested"] for row in rows}
 
     async def rescue_expired(
@@ -310,5 +343,10 @@ def _files(row: Mapping[str, Any]) -> list[tuple[str | None, str]]:
 def _held(value: Any, job: Job) -> Any:
     """A guarded update that matched nothing means the job is no longer ours."""
     if value is None:
-        raise JobLostError(f"job {job.uuid} is no longer held by this runner in the expected state")
+        raise job_lost(job)
     return value
+
+
+def job_lost(job: Job) -> JobLostError:
+    """The error of a guarded write that matched nothing: the job is no longer ours."""
+    return JobLostError(f"job {job.uuid} is no longer held by this runner in the expected state")

@@ -22,6 +22,7 @@ from connectra.jobs import Job, RunnerKind
 from connectra.logs import BoundLogger
 from connectra.processors.base import JobContext, JobTypeRegistry, Services
 from connectra.retry import RetryPolicy
+from connectra.runners.status_writer import StatusWriter
 from connectra.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,18 +65,19 @@ class Executor:
     kind: RunnerKind
     runner_id: str
     retry_policy: RetryPolicy
+    writer: StatusWriter
     is_fenced: Callable[[], bool] = lambda: False
     running: dict[int, Execution] = field(default_factory=dict)
+    starting: set[int] = field(default_factory=set)
 
     async def execute(self, job: Job) -> None:
         """Start the job and run it to one recorded outcome."""
+        self.starting.add(job.id)
         try:
-            attempt = await self.store.start(job, self.kind, self.runner_id)
-        except JobLostError:
-            log.info("job %s left the queue before it started (cancelled or rescued)", job.uuid)
-            return
-        except DATABASE_DOWN as exc:
-            log.warning("could not start job %s: %s", job.uuid, exc)
+            attempt = await self._start(job)
+        finally:
+            self.starting.discard(job.id)
+        if attempt is None:
             return
         ctx = self._context(job, attempt)
         ctx.log.info("job started", extra={"action": "job_start"})
@@ -85,6 +87,30 @@ class Executor:
             await self._await_outcome(execution)
         finally:
             del self.running[job.id]
+
+    async def _start(self, job: Job) -> int | None:
+        """Mark the job running and return its attempt number; None if it cannot start.
+
+        While the database is unreachable the start is retried, as outcome writes are, so a
+        short outage delays a job by the outage alone and not by a whole lease. The start is
+        guarded (queued and held by this runner), so a retry can never start a job twice.
+        Only if a start was committed but its answer lost does the retry find the job
+        already running: it is then left to its lease, which no heartbeat renews, and the
+        rescuer takes it back.
+        """
+        delay = WRITE_RETRY_FIRST
+        while True:
+            try:
+                return await self.writer.start(job)
+            except JobLostError:
+                log.info("job %s left the queue before it started (cancelled or rescued)", job.uuid)
+                return None
+            except DATABASE_DOWN as exc:
+                if self.is_fenced():
+                    log.warning("could not start job %s: %s", job.uuid, exc)
+                    return None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, WRITE_RETRY_MAX)
 
     async def _await_outcome(self, execution: Execution) -> None:
         """Wait for the handler and record what came of it."""
@@ -147,7 +173,7 @@ class Executor:
         """Mark the job completed with what the handler returned."""
         response: dict[str, Any] = {"runtime_errors": [], "messages": "job completed"}
         response.update(result or {})
-        if await self._persist(ctx, self.store.complete, response):
+        if await self._persist(ctx, self.writer.complete, response):
             ctx.log.info("job completed", extra={"action": "job_complete"})
 
     async def _record_failure(self, ctx: JobContext, exc: Exception) -> None:

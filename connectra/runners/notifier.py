@@ -16,11 +16,11 @@ from collections.abc import Callable
 
 import asyncpg
 
+from connectra.db.announcer import CHANNEL
 from connectra.db.pool import DATABASE_DOWN
 
 log = logging.getLogger(__name__)
 
-CHANNEL = "connectra_jobs"
 # How often the idle listener checks that its connection still answers.
 LIVENESS_INTERVAL = 15.0
 RECONNECT_FIRST = 0.5

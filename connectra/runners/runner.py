@@ -21,11 +21,13 @@ from typing import Any
 
 from connectra.db.pool import DATABASE_DOWN
 from connectra.db.store import JobStore
+from connectra.errors import JobLostError
 from connectra.jobs import Job, RunnerKind
 from connectra.logs import BoundLogger
 from connectra.processors.base import JobTypeRegistry, Services
 from connectra.retry import RetryPolicy
 from connectra.runners.execution import Executor, StopReason
+from connectra.runners.status_writer import StatusWriter
 from connectra.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -103,6 +105,7 @@ class Runner:
         self.kind = config.kind
         self.runner_id = runner_id or new_runner_id(config.kind)
         self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=config.queue_size)
+        self.writer = StatusWriter(store, config.kind, self.runner_id)
         self.executor = Executor(
             store=store,
             registry=registry,
@@ -111,6 +114,7 @@ class Runner:
             kind=config.kind,
             runner_id=self.runner_id,
             retry_policy=config.retry_policy,
+            writer=self.writer,
             is_fenced=self._is_fenced,
         )
         self._queued: dict[int, Job] = {}
@@ -119,6 +123,8 @@ class Runner:
         self._check_leases = asyncio.Event()
         self._idle: set[asyncio.Task[None]] = set()
         self._backlog = False
+        # Refill in batches: claim again once the queue is down to half, not per free slot.
+        self._refill_at = config.queue_size // 2
         self._last_heartbeat = time.monotonic()
         self._log = BoundLogger(log, {"runner_id": self.runner_id})
 
@@ -135,11 +141,15 @@ class Runner:
         self._log.info("runner started", extra={"action": "runner_start"})
         try:
             async with asyncio.TaskGroup() as outer:
-                leases = outer.create_task(self._keep_leases())
+                helpers = [
+                    outer.create_task(self._keep_leases()),
+                    outer.create_task(self.writer.run()),
+                ]
                 try:
                     await self._work(stopping)
                 finally:
-                    leases.cancel()
+                    for task in helpers:
+                        task.cancel()
         finally:
             await _final(self._hand_back_queue())
             self._log.info("runner stopped", extra={"action": "runner_stop"})
@@ -205,8 +215,8 @@ class Runner:
                 job = await self.queue.get()
             finally:
                 self._idle.discard(me)
-            if self._backlog:
-                self._wake.set()  # room in the queue and more jobs waiting: claim now
+            if self._backlog and self.queue.qsize() <= self._refill_at:
+                self._wake.set()  # the queue ran half empty and more jobs wait: claim now
             await self._execute(job)
 
     async def _execute(self, job: Job) -> None:
@@ -238,8 +248,11 @@ class Runner:
     async def _heartbeat(self) -> None:
         """One heartbeat; judge only jobs held before it was sent."""
         queued, running = set(self._queued), set(self.executor.running)
+        known = queued | running | self.executor.starting
         try:
-            held = await self.store.heartbeat(self.kind, self.runner_id)
+            held = await self.writer.heartbeat(known)
+        except JobLostError:
+            return  # the writer is stopping, and so is the runner
         except DATABASE_DOWN as exc:
             self._log.warning("heartbeat failed: %s", exc, extra={"action": "heartbeat_failed"})
             if self._is_fenced():

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 import pytest
 
 from connectra.db.store import JobStore
 from connectra.jobs import FIRST_TIME, RETRY, JobStatus
+from connectra.processors.registry import default_registry
 from connectra.retry import RetryPolicy
 from connectra.runners.maintenance import Rescuer
+from connectra.runners.runner import Runner, Stopping
+from connectra.settings import load_settings
 from tests.integration.test_runners import config, running
 from tests.polling import eventually
 
@@ -109,6 +113,37 @@ async def test_running_runners_heartbeat_their_jobs(store: JobStore, pool: async
         assert age < timedelta(seconds=1)
 
 
+async def test_a_held_job_the_runner_does_not_know_is_not_renewed(
+    store: JobStore, pool: asyncpg.Pool
+) -> None:
+    # A claim whose answer was lost (the connection dropped after the commit) leaves a job
+    # held under the runner's name that no part of the runner knows; it must expire.
+    orphan = await store.create("noop", {})
+    await store.claim(FIRST_TIME, "runner-x", 1)
+    await expire(pool, orphan.id)
+    job = await store.create("sleep", {"seconds": 60})
+    cfg = config(heartbeat_interval=timedelta(seconds=0.1), shutdown_grace=timedelta(0))
+    runner = Runner(store, default_registry(), load_settings(), cfg, runner_id="runner-x")
+    stopping = Stopping()
+    task = asyncio.create_task(runner.run(stopping))
+    try:
+        await eventually(lambda: _status_is(store, job.uuid, S.PROCESSING))
+        await expire(pool, job.id)
+        await asyncio.sleep(0.4)
+        ages = dict(
+            await pool.fetch(
+                "SELECT id, now() - heartbeat_at FROM jobs WHERE id = ANY($1)", [orphan.id, job.id]
+            )
+        )
+        assert ages[job.id] < timedelta(seconds=1)  # the job it runs is renewed
+        assert ages[orphan.id] > LEASE  # the orphan is left for the rescuer
+    finally:
+        stopping.request()
+        await asyncio.wait_for(task, 30)
+    assert await Rescuer(store, RetryPolicy(), LEASE).rescue_once() == 1
+    assert (await store.get(orphan.uuid)).status is S.OPEN
+
+
 async def test_a_runner_stops_a_job_that_was_taken_from_it(
     store: JobStore, pool: asyncpg.Pool
 ) -> None:
@@ -138,6 +173,30 @@ async def test_a_runner_that_cannot_heartbeat_gives_up_its_jobs_before_the_lease
 
         monkeypatch.setattr(store, "heartbeat", unreachable)
         await eventually(lambda: _no_running(runner), within=3)
+
+
+async def test_a_start_that_fails_while_the_database_is_down_is_retried_not_left_to_the_lease(
+    store: JobStore, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The start was sent while the database was unreachable. Left to its lease (60 s by
+    # default) the job would wait a whole lease after a blip of a second or two.
+    job = await store.create("noop", {})
+    start_many = store.start_many
+    failures = 3
+
+    async def flaky(*args: Any) -> dict[int, int]:
+        nonlocal failures
+        if failures:
+            failures -= 1
+            raise ConnectionResetError("database unreachable")
+        return await start_many(*args)
+
+    monkeypatch.setattr(store, "start_many", flaky)
+    async with running(store, config(lease=timedelta(seconds=600))):
+        await eventually(lambda: _status_is(store, job.uuid, S.COMPLETED), within=10)
+    assert failures == 0
+    done = await store.get(job.uuid)
+    assert (done.attempts, done.rescue_count) == (1, 0)
 
 
 async def _status_is(store: JobStore, uuid: object, status: JobStatus) -> bool:

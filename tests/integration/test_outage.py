@@ -99,7 +99,9 @@ async def daemons(
 
 
 async def test_api_and_runner_survive_a_database_restart(
-    private_server: PrivateServer, daemons: tuple[str, list[asyncio.subprocess.Process]]
+    private_server: PrivateServer,
+    daemons: tuple[str, list[asyncio.subprocess.Process]],
+    tmp_path: Path,
 ) -> None:
     base, procs = daemons
     headers = {"X-API-Key": "k"}
@@ -143,7 +145,23 @@ async def test_api_and_runner_survive_a_database_restart(
                     *after,
                 }
 
-        await eventually(all_completed, within=30)
+        try:
+            await eventually(all_completed, within=30)
+        except AssertionError:
+            async with http.post("/common/jobs", json={"limit": 100}, headers=headers) as resp:
+                for job in (await resp.json())["data"]:
+                    print(job["id"], job["status"], job["attempts"], job["runner_id"])
+            print(await asyncio.to_thread(_log_tails, tmp_path))
+            raise
     for proc in procs:
         proc.send_signal(signal.SIGTERM)
     assert [await asyncio.wait_for(proc.wait(), 20) for proc in procs] == [0, 0]
+
+
+def _log_tails(folder: Path, lines: int = 60) -> str:
+    """The last lines of each daemon's log, to tell why a test failed."""
+    parts = []
+    for log in sorted(folder.glob("*.log")):
+        tail = log.read_text(errors="replace").splitlines()[-lines:]
+        parts.append(f"--- {log.name} (last {lines} lines)\n" + "\n".join(tail))
+    return "\n".join(parts)

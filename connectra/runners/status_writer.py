@@ -1,0 +1,168 @@
+"""Group commit of a runner's two most frequent writes: starting a job and completing it.
+
+Consumers hand a start or a completion to the writer and wait for it. The writer sends all
+starts waiting in one statement and all completions waiting in another; while those are in
+flight, the next writes gather for the next round. An idle runner's write goes out at once,
+with no timer, so this adds no latency; a busy runner commits twice per round instead of
+twice per job. Each consumer waits for at most one write, so a round holds at most
+`PARALLEL_JOBS` of them. (One statement for both kinds costs PostgreSQL more CPU per job
+than two simple ones: measured about 215 vs 160 us per job with rounds of five.)
+
+Every write keeps its own guard (state and holder): a job that was not ours in the expected
+state fails with `JobLostError` alone, and a database error fails every write of its batch,
+for each consumer to handle (retry or give up) exactly as for a write of its own.
+
+The runner's heartbeat goes through the writer too, between two batches: two statements that
+update several of the same rows, in different orders, from two connections at once could
+deadlock. One after the other they cannot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from connectra.db.store import JobStore, job_lost
+from connectra.errors import JobLostError
+from connectra.jobs import Job, RunnerKind
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class _Write(Generic[T]):
+    """One consumer's write, and the future it waits on."""
+
+    job: Job
+    response: dict[str, Any]
+    future: asyncio.Future[T]
+
+
+class StatusWriter:
+    """Batches the starts and completions of one runner's jobs."""
+
+    def __init__(self, store: JobStore, kind: RunnerKind, runner_id: str) -> None:
+        self.store = store
+        self.kind = kind
+        self.runner_id = runner_id
+        self._starts: dict[int, _Write[int]] = {}
+        self._completions: dict[int, _Write[None]] = {}
+        self._heartbeat: tuple[set[int], asyncio.Future[dict[int, bool]]] | None = None
+        self._waiting = asyncio.Event()
+        self.batches = 0  # statements sent, for tests and metrics
+
+    async def start(self, job: Job) -> int:
+        """Mark a queued job as running; return its attempt number."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._starts[job.id] = _Write(job, {}, future)
+        self._waiting.set()
+        return await future
+
+    async def complete(
+        self, job: Job, kind: RunnerKind, runner_id: str, response: dict[str, Any]
+    ) -> None:
+        """Mark a running job completed with its response (the store's `complete`, batched)."""
+        assert (kind, runner_id) == (self.kind, self.runner_id)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._completions[job.id] = _Write(job, response, future)
+        self._waiting.set()
+        await future
+
+    async def heartbeat(self, job_ids: set[int]) -> dict[int, bool]:
+        """Renew the leases of these jobs (the store's `heartbeat`, in turn with the writes)."""
+        future: asyncio.Future[dict[int, bool]] = asyncio.get_running_loop().create_future()
+        if self._heartbeat is not None:
+            _settle(self._heartbeat[1], JobLostError("a newer heartbeat replaced this one"))
+        self._heartbeat = (job_ids, future)
+        self._waiting.set()
+        return await future
+
+    async def run(self) -> None:
+        """Send waiting writes as they come, until cancelled; writes left then fail."""
+        try:
+            while True:
+                await self._waiting.wait()
+                self._waiting.clear()
+                starts, self._starts = self._starts, {}
+                await self._send(starts, self._start_many)
+                completions, self._completions = self._completions, {}
+                await self._send(completions, self._complete_many)
+                await self._send_heartbeat()
+        finally:
+            self._fail_all(JobLostError("the runner stopped before this write was sent"))
+
+    async def _start_many(self, writes: Mapping[int, _Write[int]]) -> dict[int, int]:
+        return await self.store.start_many(self.kind, self.runner_id, list(writes))
+
+    async def _complete_many(self, writes: Mapping[int, _Write[None]]) -> dict[int, None]:
+        responses = [(job_id, write.response) for job_id, write in writes.items()]
+        done = await self.store.complete_many(self.kind, self.runner_id, responses)
+        return dict.fromkeys(done)
+
+    async def _send(
+        self,
+        writes: dict[int, _Write[T]],
+        statement: Callable[[Mapping[int, _Write[T]]], Awaitable[dict[int, T]]],
+    ) -> None:
+        """One statement for these writes; each waiter gets its result or error."""
+        writes = {job_id: w for job_id, w in writes.items() if not w.future.done()}
+        if not writes:
+            return  # every waiter left (cancelled)
+        self.batches += 1
+        try:
+            results = await statement(writes)
+        except Exception as exc:
+            # Each waiter handles the error as it would for a write of its own (retry while
+            # the database is down, give up otherwise); the writer goes on.
+            _settle_all(writes.values(), exc)
+            return
+        except BaseException:
+            # Cancelled mid-statement: nobody may wait forever on these writes.
+            _settle_all(writes.values(), JobLostError("the runner stopped during this write"))
+            raise
+        for job_id, write in writes.items():
+            if job_id not in results:
+                _settle(write.future, job_lost(write.job))
+            elif not write.future.done():
+                write.future.set_result(results[job_id])
+
+    async def _send_heartbeat(self) -> None:
+        """The waiting heartbeat, if any; its result or error goes to its caller."""
+        if self._heartbeat is None:
+            return
+        job_ids, future = self._heartbeat
+        self._heartbeat = None
+        if future.done():
+            return
+        try:
+            held = await self.store.heartbeat(self.kind, self.runner_id, job_ids)
+        except Exception as exc:
+            _settle(future, exc)
+        except BaseException:
+            _settle(future, JobLostError("the runner stopped during this heartbeat"))
+            raise
+        else:
+            if not future.done():
+                future.set_result(held)
+
+    def _fail_all(self, exc: Exception) -> None:
+        """Fail every write still waiting (the writer is stopping)."""
+        _settle_all(self._starts.values(), exc)
+        _settle_all(self._completions.values(), exc)
+        if self._heartbeat is not None:
+            _settle(self._heartbeat[1], exc)
+        self._starts, self._completions, self._heartbeat = {}, {}, None
+
+
+def _settle_all(writes: Iterable[_Write[Any]], exc: BaseException) -> None:
+    """Fail every write of a batch."""
+    for write in writes:
+        _settle(write.future, exc)
+
+
+def _settle(future: asyncio.Future[Any], exc: BaseException) -> None:
+    """Fail a write unless its waiter already left."""
+    if not future.done():
+        future.set_exception(exc)

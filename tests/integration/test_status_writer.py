@@ -1,0 +1,150 @@
+"""The status writer: many consumers' starts and completions, one statement per batch."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+
+from connectra.db.store import JobStore
+from connectra.errors import JobLostError
+from connectra.jobs import FIRST_TIME, JobStatus
+from connectra.runners.status_writer import StatusWriter
+from tests.integration.test_runners import config, running
+from tests.polling import eventually
+
+S = JobStatus
+RUNNER = "writer-test"
+
+
+@pytest.fixture
+async def writer(store: JobStore) -> AsyncIterator[StatusWriter]:
+    writer = StatusWriter(store, FIRST_TIME, RUNNER)
+    task = asyncio.create_task(writer.run())
+    try:
+        yield writer
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_concurrent_starts_and_completions_share_statements(
+    store: JobStore, writer: StatusWriter
+) -> None:
+    for _ in range(30):
+        await store.create("noop", {})
+    jobs = await store.claim(FIRST_TIME, RUNNER, 30)
+    attempts = await asyncio.gather(*(writer.start(job) for job in jobs))
+    assert attempts == [1] * 30
+    await asyncio.gather(*(writer.complete(job, FIRST_TIME, RUNNER, {"n": job.id}) for job in jobs))
+    for job in jobs:
+        done = await store.get(job.uuid)
+        assert (done.status, done.attempts, done.runner_id) == (S.COMPLETED, 1, None)
+        assert done.job_response == {"n": job.id}
+    # 60 writes; the first of each kind goes out alone, the rest gather behind it.
+    assert writer.batches <= 4
+
+
+async def test_a_job_taken_away_fails_alone_in_its_batch(
+    store: JobStore, pool: asyncpg.Pool, writer: StatusWriter
+) -> None:
+    for _ in range(3):
+        await store.create("noop", {})
+    kept, taken, other = await store.claim(FIRST_TIME, RUNNER, 3)
+    await pool.execute("UPDATE jobs SET runner_id = 'someone-else' WHERE id = $1", taken.id)
+    results = await asyncio.gather(
+        writer.start(kept), writer.start(taken), writer.start(other), return_exceptions=True
+    )
+    assert results[0] == results[2] == 1
+    assert isinstance(results[1], JobLostError)
+    assert (await store.get(taken.uuid)).status is S.IN_QUEUE  # untouched
+
+
+@pytest.mark.parametrize(
+    "error",
+    [ConnectionResetError("database unreachable"), asyncpg.QueryCanceledError("statement timeout")],
+)
+async def test_a_database_error_fails_every_write_of_the_batch(
+    store: JobStore, writer: StatusWriter, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    for _ in range(2):
+        await store.create("noop", {})
+    jobs = await store.claim(FIRST_TIME, RUNNER, 2)
+
+    async def failing(*_: object) -> None:
+        raise error
+
+    monkeypatch.setattr(store, "start_many", failing)
+    results = await asyncio.gather(*(writer.start(job) for job in jobs), return_exceptions=True)
+    assert all(r is error for r in results)
+    monkeypatch.undo()
+    assert await writer.start(jobs[0]) == 1  # the writer goes on after the outage
+
+
+async def test_writes_in_flight_or_waiting_when_the_writer_stops_fail_instead_of_hanging(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for _ in range(2):
+        await store.create("noop", {})
+    first, second = await store.claim(FIRST_TIME, RUNNER, 2)
+    sent = asyncio.Event()
+
+    async def stuck(*_: object) -> None:
+        sent.set()
+        await asyncio.Event().wait()  # a statement that never returns
+
+    monkeypatch.setattr(store, "start_many", stuck)
+    writer = StatusWriter(store, FIRST_TIME, RUNNER)
+    task = asyncio.create_task(writer.run())
+    in_flight = asyncio.create_task(writer.start(first))
+    await sent.wait()
+    waiting = asyncio.create_task(writer.start(second))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for write in (in_flight, waiting):
+        with pytest.raises(JobLostError):
+            await asyncio.wait_for(write, 1)
+
+
+async def test_heartbeats_never_overlap_a_batch(
+    store: JobStore, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A heartbeat and a batch both update several of the runner's rows; sent side by side
+    # from two connections they can lock them in opposite orders and deadlock (seen with
+    # three runner processes). The runner must send them one after the other.
+    in_flight: list[str] = []
+    overlaps: list[tuple[str, ...]] = []
+
+    def watched(name: str, method: Any) -> Any:
+        async def call(*args: Any) -> Any:
+            if in_flight:
+                overlaps.append((*in_flight, name))
+            in_flight.append(name)
+            try:
+                return await method(*args)
+            finally:
+                in_flight.remove(name)
+
+        return call
+
+    for name in ("heartbeat", "start_many", "complete_many"):
+        monkeypatch.setattr(store, name, watched(name, getattr(store, name)))
+    await pool.execute(
+        "INSERT INTO jobs (job_type, data) SELECT 'noop', '{}' FROM generate_series(1, 1500)"
+    )
+    cfg = config(concurrency=10, queue_size=40, heartbeat_interval=timedelta(seconds=0.001))
+    async with running(store, cfg):
+        await eventually(lambda: _completed(pool, 1500), within=60)
+    assert overlaps == []
+
+
+async def _completed(pool: asyncpg.Pool, expected: int) -> bool:
+    done = await pool.fetchval("SELECT count(*) FROM jobs WHERE status = 'completed'")
+    return bool(done == expected)
