@@ -27,6 +27,20 @@ from s3local import moto, s3_env
 PAGE = 5000
 
 
+def psql_export(dsn: str) -> float:
+    """Seconds for psql to copy every contact, in the export's order, to a local file."""
+    out = WORK / "export_psql.csv"
+    cols = ", ".join(COLUMNS)
+    try:
+        return run_psql(
+            dsn,
+            f"\\copy (SELECT {cols} FROM contacts ORDER BY uuid) TO '{out}' WITH (FORMAT csv, "
+            "HEADER)",
+        )
+    finally:
+        out.unlink(missing_ok=True)
+
+
 async def run(quick: bool, rows: int | None = None) -> Result:
     rows = rows or (100_000 if quick else 1_000_000)
     path = data_file(rows)
@@ -40,15 +54,8 @@ async def run(quick: bool, rows: int | None = None) -> Result:
         conn = await asyncpg.connect(dsn)
         await conn.execute("VACUUM ANALYZE contacts")
         await conn.close()
-        out = WORK / "export_psql.csv"
         log("export: psql \\copy (SELECT ...) TO")
-        seconds = await asyncio.to_thread(
-            run_psql,
-            dsn,
-            f"\\copy (SELECT {cols} FROM contacts ORDER BY uuid) TO '{out}' WITH (FORMAT csv, "
-            "HEADER)",
-        )
-        out.unlink()
+        seconds = await asyncio.to_thread(psql_export, dsn)
         psql = {"rows_per_s": rows / seconds, "seconds": seconds}
         log("export: connectra export_csv_file")
         env = product_env(dsn, PARALLEL_JOBS=4, TICKER_INTERVAL_SECONDS=1, **s3_env(endpoint))

@@ -1,7 +1,8 @@
 """Pickup latency of an idle runner: create committed -> handler started, product and pgqueuer.
 
-Product: jobs inserted one at a time (autocommit) while one runner idles with a one-hour tick,
-so only LISTEN/NOTIFY can wake it; latency = jobs.started_at - jobs.created_at (both server
+Product: jobs created one at a time through the product's `JobStore.create` (the API's and
+CLI's path: insert, commit, NOTIFY) while one runner idles with a one-hour tick, so only
+LISTEN/NOTIFY can wake it; latency = jobs.started_at - jobs.created_at (both server
 clock). pgqueuer: a `pgq.run` worker with a 60 s dequeue timeout; latency = time.time() when the
 handler starts - time.time() when `enqueue` returned (same host clock)."""
 
@@ -26,6 +27,9 @@ from common import (
     wait_log,
 )
 
+from connectra.db.pool import create_pool
+from connectra.db.store import JobStore
+
 GAP_S = 0.1  # idle time between two creates
 
 
@@ -38,9 +42,11 @@ async def connectra_latency(dsn: str, samples: int) -> list[float]:
         await wait_log(procs[0], "listening for new jobs")
         await asyncio.sleep(0.5)
         conn = await asyncpg.connect(dsn)
+        pool = await create_pool(dsn, max_size=2)
         try:
+            store = JobStore(pool)  # the product's create path: insert, commit, NOTIFY
             for _ in range(samples):
-                await conn.execute("INSERT INTO jobs (job_type, data) VALUES ('noop', '{}')")
+                await store.create("noop", {})
                 await asyncio.sleep(GAP_S)
 
             async def done() -> bool:
@@ -52,6 +58,7 @@ async def connectra_latency(dsn: str, samples: int) -> list[float]:
                 "SELECT extract(epoch FROM started_at - created_at) AS s FROM jobs"
             )
         finally:
+            await pool.close()
             await conn.close()
     return [float(r["s"]) for r in rows]
 

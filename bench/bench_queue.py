@@ -10,11 +10,13 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from common import (
     BENCH_DIR,
     PYTHON,
+    BackendCpu,
     Child,
     Figure,
     Result,
@@ -28,6 +30,7 @@ from common import (
 )
 
 CONCURRENCY = 10  # PARALLEL_JOBS of each runner process; procrastinate -c; pgqueuer batch
+REPEAT = 3  # rounds per figure (medians reported) in a full run
 PEERS = str(BENCH_DIR / "peer_workers.py")
 
 CLAIM_COMPLETE = """\
@@ -70,13 +73,17 @@ async def connectra_rate(dsn: str, jobs: int, processes: int) -> dict[str, float
             )
         for child in procs:
             await wait_log(child, "listening for new jobs")
+        runner_cpu = sum(child.cpu_seconds() or 0.0 for child in procs)
+        backends = BackendCpu(dsn)
         conn = await asyncpg.connect(dsn)
         try:
+            await backends.__aenter__()
             began = time.perf_counter()
             await conn.execute(
                 "INSERT INTO jobs (job_type, data) SELECT 'noop', '{}' FROM generate_series(1, $1)",
                 jobs,
             )
+            await conn.execute("NOTIFY connectra_jobs, 'open'")  # as the product's create does
 
             async def done() -> bool:
                 n = await conn.fetchval("SELECT count(*) FROM jobs WHERE status = 'completed'")
@@ -87,10 +94,25 @@ async def connectra_rate(dsn: str, jobs: int, processes: int) -> dict[str, float
             span = await conn.fetchval(
                 "SELECT extract(epoch FROM max(completed_at) - min(started_at)) FROM jobs"
             )
+            runner_cpu = sum(child.cpu_seconds() or 0.0 for child in procs) - runner_cpu
         finally:
+            await backends.__aexit__()
             await conn.close()
         _check_alive(procs)
-    return {"jobs_per_s": jobs / float(span), "span_s": float(span), "wall_s": wall}
+    return {
+        "jobs_per_s": jobs / float(span),
+        "span_s": float(span),
+        "wall_s": wall,
+        "client_cpu_us_per_job": 1e6 * runner_cpu / jobs,
+        "server_cpu_us_per_job": 1e6 * backends.seconds / jobs,
+    }
+
+
+def _median(runs: list[dict[str, float]]) -> dict[str, Any]:
+    """The run with the median rate, with every run's rate beside it."""
+    ordered = sorted(runs, key=lambda run: run["jobs_per_s"])
+    middle = dict(ordered[len(ordered) // 2])
+    return middle | {"runs_jobs_per_s": [round(run["jobs_per_s"], 1) for run in runs]}
 
 
 def _check_alive(procs: list[Child]) -> None:
@@ -106,16 +128,23 @@ def _peer(*args: str, timeout: float = 900) -> str:
     return out.stdout
 
 
-def peer_rate(peer: str, dsn: str, jobs: int, arg: int) -> dict[str, float]:
-    _peer(f"{peer}-enqueue", dsn, str(jobs))
+async def peer_rate(peer: str, dsn: str, jobs: int, arg: int) -> dict[str, float]:
+    await asyncio.to_thread(_peer, f"{peer}-enqueue", dsn, str(jobs))
     began = time.perf_counter()
-    out = _peer(f"{peer}-drain", dsn, str(arg))
+    async with BackendCpu(dsn) as backends:
+        out = await asyncio.to_thread(_peer, f"{peer}-drain", dsn, str(arg))
     wall = time.perf_counter() - began
     report = json.loads(out.strip().splitlines()[-1])
     if report["jobs"] != jobs:
         raise RuntimeError(f"{peer} ran {report['jobs']} of {jobs} jobs")
     span = report["last"] - report["first"]
-    return {"jobs_per_s": jobs / span, "span_s": span, "wall_s": wall}
+    return {
+        "jobs_per_s": jobs / span,
+        "span_s": span,
+        "wall_s": wall,
+        "client_cpu_us_per_job": 1e6 * report["cpu_s"] / jobs,
+        "server_cpu_us_per_job": 1e6 * backends.seconds / jobs,
+    }
 
 
 async def pgbench_rate(dsn: str, jobs: int, batch: int, clients: int = 4) -> dict[str, float]:
@@ -150,23 +179,36 @@ async def pgbench_rate(dsn: str, jobs: int, batch: int, clients: int = 4) -> dic
 
 async def run(quick: bool, jobs: int | None = None) -> Result:
     jobs = jobs or (2_000 if quick else 10_000)
-    result = Result("queue_throughput", details={"jobs": jobs, "concurrency": CONCURRENCY})
+    repeat = 1 if quick else REPEAT
+    result = Result(
+        "queue_throughput", details={"jobs": jobs, "concurrency": CONCURRENCY, "repeat": repeat}
+    )
+    runs: dict[str, list[dict[str, float]]] = {}
     async with bench_database("queue") as dsn:
-        d = result.details
-        log(f"queue: connectra 1 process, {jobs} jobs")
-        d["connectra_1proc"] = await connectra_rate(dsn, jobs, 1)
-        log(f"queue: connectra 3 processes, {jobs} jobs")
-        d["connectra_3proc"] = await connectra_rate(dsn, jobs, 3)
-        log("queue: raw SQL ceiling (pgbench, batch 10 and 1)")
-        d["pgbench_batch10"] = await pgbench_rate(dsn, jobs, 10)
-        d["pgbench_batch1"] = await pgbench_rate(dsn, min(jobs, 5_000), 1)
-        log("queue: pgqueuer (batch 10, batch 100)")
         _peer("pgqueuer-setup", dsn)
-        d["pgqueuer_batch10"] = peer_rate("pgqueuer", dsn, jobs, 10)
-        d["pgqueuer_batch100"] = peer_rate("pgqueuer", dsn, jobs, 100)
-        log(f"queue: procrastinate (-c {CONCURRENCY})")
+        for round_no in range(1, repeat + 1):
+            # Interleaved rounds, so a noisy moment hits every contender alike.
+            log(f"queue: round {round_no}/{repeat}: connectra 1 and 3 processes, {jobs} jobs")
+            runs.setdefault("connectra_1proc", []).append(await connectra_rate(dsn, jobs, 1))
+            runs.setdefault("connectra_3proc", []).append(await connectra_rate(dsn, jobs, 3))
+            log(f"queue: round {round_no}/{repeat}: raw SQL ceiling (pgbench, batch 10 and 1)")
+            runs.setdefault("pgbench_batch10", []).append(await pgbench_rate(dsn, jobs, 10))
+            runs.setdefault("pgbench_batch1", []).append(
+                await pgbench_rate(dsn, min(jobs, 5_000), 1)
+            )
+            log(f"queue: round {round_no}/{repeat}: pgqueuer (batch 10, batch 100)")
+            runs.setdefault("pgqueuer_batch10", []).append(
+                await peer_rate("pgqueuer", dsn, jobs, 10)
+            )
+            runs.setdefault("pgqueuer_batch100", []).append(
+                await peer_rate("pgqueuer", dsn, jobs, 100)
+            )
+        log(f"queue: procrastinate (-c {CONCURRENCY}), once (it is ~20x slower)")
         _peer("procrastinate-setup", dsn)
-        d["procrastinate_c10"] = peer_rate("procrastinate", dsn, jobs, CONCURRENCY)
+        runs["procrastinate_c10"] = [await peer_rate("procrastinate", dsn, jobs, CONCURRENCY)]
+    d = result.details
+    for name, measured in runs.items():
+        d[name] = _median(measured)
     one, three = d["connectra_1proc"]["jobs_per_s"], d["connectra_3proc"]["jobs_per_s"]
     pgq = d["pgqueuer_batch10"]["jobs_per_s"]
     for label, value in (("1 process", one), ("3 processes", three)):
@@ -202,4 +244,15 @@ async def run(quick: bool, jobs: int | None = None) -> Result:
                 d["pgbench_batch10"]["jobs_per_s"],
             ),
         ]
+    base = d["pgqueuer_batch10"]
+    for side, label in (("client", "runner process"), ("server", "PostgreSQL backends")):
+        result.figures.append(
+            Figure(
+                f"{label} CPU per job, 1 process",
+                d["connectra_1proc"][f"{side}_cpu_us_per_job"],
+                "us",
+                "pgqueuer batch 10",
+                base[f"{side}_cpu_us_per_job"],
+            )
+        )
     return result

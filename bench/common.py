@@ -26,6 +26,60 @@ WORK = Path(os.environ.get("BENCH_WORK_DIR", "/tmp/connectra-bench"))
 LOGS = WORK / "logs"
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a live process (from /proc)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class BackendCpu:
+    """CPU seconds the PostgreSQL backends of one database use while the block runs.
+
+    Samples `pg_stat_activity` and /proc every 0.1 s (the server runs on this machine): a
+    backend's CPU before its first sample or after its last one is missed, a few ms each.
+    """
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.seconds = 0.0
+        self._seen: dict[int, list[float]] = {}
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> BackendCpu:
+        conn = await asyncpg.connect(self.dsn)
+        self._task = asyncio.create_task(self._sample(conn))
+        await asyncio.sleep(0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        assert self._task is not None
+        await self._task
+        self.seconds = sum(last - first for first, last in self._seen.values())
+
+    async def _sample(self, conn: asyncpg.Connection) -> None:
+        me = conn.get_server_pid()
+        try:
+            while True:
+                rows = await conn.fetch(
+                    "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+                )
+                for row in rows:
+                    used = cpu_seconds(row["pid"]) if row["pid"] != me else None
+                    if used is not None:
+                        self._seen.setdefault(row["pid"], [used, used])[1] = used
+                if self._stop.is_set():
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), 0.1)
+        finally:
+            await conn.close()
+
+
 @dataclass
 class Figure:
     """One measured figure, its same-run baseline and the target it is judged by."""
@@ -157,6 +211,10 @@ class Child:
         except (FileNotFoundError, ProcessLookupError):
             return None
         return None
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time of the process so far, while it is alive."""
+        return cpu_seconds(self.proc.pid)
 
     def stop(self, timeout: float = 20) -> None:
         if self.proc.poll() is not None:

@@ -22,6 +22,7 @@ async def run_job(
             job_type,
             json.dumps(data),
         )
+        await conn.execute("NOTIFY connectra_jobs, 'open'")  # as the product's create does
 
         async def finished() -> bool:
             if runner.proc.poll() is not None:

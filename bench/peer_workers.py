@@ -8,8 +8,8 @@
     python bench/peer_workers.py procrastinate-enqueue DSN N
     python bench/peer_workers.py procrastinate-drain DSN CONCURRENCY
 
-Drain modes print one JSON line: {"jobs": n, "first": t0, "last": t1} (time.time() of the first
-handler start and of the last handler end).
+Drain modes print one JSON line: {"jobs": n, "first": t0, "last": t1, "cpu_s": c} (time.time()
+of the first handler start and of the last handler end, and the process's CPU between them).
 """
 
 from __future__ import annotations
@@ -29,17 +29,27 @@ class Span:
         self.count = 0
         self.first = 0.0
         self.last = 0.0
+        self.cpu_first = 0.0
+        self.cpu_last = 0.0
 
     def begin(self) -> None:
         if not self.count:
             self.first = time.time()
+            self.cpu_first = time.process_time()
 
     def end(self) -> None:
         self.count += 1
         self.last = time.time()
+        self.cpu_last = time.process_time()
 
     def report(self) -> None:
-        print(json.dumps({"jobs": self.count, "first": self.first, "last": self.last}), flush=True)
+        report = {
+            "jobs": self.count,
+            "first": self.first,
+            "last": self.last,
+            "cpu_s": self.cpu_last - self.cpu_first,  # the worker's CPU from first to last job
+        }
+        print(json.dumps(report), flush=True)
 
 
 async def pgqueuer_main(mode: str, dsn: str, arg: str | None) -> None:

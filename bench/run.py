@@ -21,9 +21,10 @@ import bench_export
 import bench_import
 import bench_latency
 import bench_queue
+import bench_search
 from common import BENCH_DIR, WORK, Result, log
 
-NAMES = ("queue", "latency", "import", "export", "api")
+NAMES = ("queue", "latency", "import", "export", "search", "api")
 
 
 async def run_one(name: str, args: argparse.Namespace) -> Result:
@@ -35,6 +36,8 @@ async def run_one(name: str, args: argparse.Namespace) -> Result:
         return await bench_import.run(args.quick, args.rows, args.big)
     if name == "export":
         return await bench_export.run(args.quick, args.rows)
+    if name == "search":
+        return await bench_search.run(args.quick, args.rows)
     return await bench_api.run(args.quick)
 
 
