@@ -3,7 +3,9 @@
 Per field type:
 
 - text: as is; integers: decimal digits; uuid: lowercase canonical (`1b4e28ba-2fa1-...`);
-- text[]: the elements joined with ";" (an element containing ";" is not escaped);
+- text[]: the elements joined with ";", NULL elements left out. When an element holds ";" or
+  "[", the joined text could not be read back as the same list, so the list is written as a
+  compact JSON array instead (`["a;b","c"]`): the import reads both forms;
 - timestamp: ISO 8601 in UTC with "Z", `2021-12-23T20:27:13Z`, with six fractional digits only
   when the microseconds are non-zero (`2021-12-23T20:27:13.529903Z`);
 - NULL or missing: an empty cell.
@@ -21,6 +23,7 @@ than decoding and formatting its rows in Python; the export tests compare the tw
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -57,9 +60,20 @@ def format_timestamp(value: datetime) -> str:
     return utc.replace(tzinfo=None).isoformat() + "Z"
 
 
+# An element holding one of these makes the ";"-joined form ambiguous (see the module).
+_AMBIGUOUS_IN_ARRAY = re.compile(r"[;\[]")
+_ARRAY_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def format_array(values: Iterable[str | None]) -> str:
-    """The elements joined with ";"; NULL elements are left out."""
-    return ARRAY_SEPARATOR.join(value for value in values if value is not None)
+    """The elements joined with ";", or a JSON array when that would be ambiguous.
+
+    NULL elements are left out either way.
+    """
+    items = [value for value in values if value is not None]
+    if any(_AMBIGUOUS_IN_ARRAY.search(item) for item in items):
+        return _ARRAY_JSON.encode(items)
+    return ARRAY_SEPARATOR.join(items)
 
 
 def _text(value: Any) -> str:

@@ -15,8 +15,9 @@ emptiness and end of data:
   `csv_format` leaves it bare. `restore_end_marker` unquotes such rows in COPY's output.
 
 Per type: text as is; text[] joined with ";" (NULL elements left out, as `array_to_string`
-does); uuid and integers in their text form (lowercase uuids, decimal digits); timestamps in ISO
-8601 UTC with "Z" and six fractional digits only when they are not all zero.
+does), or as a compact JSON array when an element holds ";" or "["; uuid and integers in their
+text form (lowercase uuids, decimal digits); timestamps in ISO 8601 UTC with "Z" and six
+fractional digits only when they are not all zero.
 """
 
 from __future__ import annotations
@@ -29,7 +30,11 @@ from connectra.processors.vql import Column
 
 # COLLATE "C": under a nondeterministic collation, a string of ignorable characters equals ''.
 COPY_TEXT = """nullif({value} COLLATE "C", '')"""
-COPY_ARRAY = "nullif(array_to_string({value}, ';'), '')"
+# array_to_json escapes exactly as csv_format's JSON encoder does (tested on edge values).
+COPY_ARRAY = """CASE WHEN strpos(array_to_string({value}, ''), ';') > 0
+    OR strpos(array_to_string({value}, ''), '[') > 0
+    THEN array_to_json(array_remove({value}, NULL))::text
+    ELSE nullif(array_to_string({value}, ';'), '') END"""
 COPY_AS_IS = "{value}"
 COPY_TIMESTAMP = """replace(
     to_char({value} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'), '.000000', '') || 'Z'"""

@@ -16,6 +16,7 @@ import random
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta, timezone
+from itertools import cycle
 from typing import Any
 
 import asyncpg
@@ -663,6 +664,7 @@ async def test_rows_present_throughout_are_written_once_while_others_change(
 EDGE_TEXTS = [None, "", " ", " lead", "trail ", "a,b", 'q"q', '"', '""', "\r", "\n", "\r\n"]
 EDGE_TEXTS += ["\\.", "\\", ".", "\\.\n", "x\n\\.", '\n"\\."\n', '"\\."', "Ünï", "\t", "\\N"]
 EDGE_ARRAYS = [[], [""], ["", ""], ["a", None, "b"], [None], ["\\."], ["a,b", 'c"d'], ["x\ny"]]
+EDGE_ARRAYS += [["a;b", "c"], ["[x]"], ['q"u;o\\te\t\x01', None, "Ünï"], [";"], ["", "["]]
 # Not datetime.min: asyncpg stores it as -infinity.
 EDGE_TIMES = [None, datetime(1, 1, 1, 0, 0, 1, tzinfo=UTC), datetime(1970, 1, 1, tzinfo=UTC)]
 EDGE_TIMES += [BASE_TIME + timedelta(microseconds=m) for m in (1, 500_000, 999_999)]
@@ -692,7 +694,7 @@ async def test_copy_writes_the_bytes_csv_format_writes_for_edge_values(pool: asy
     ]
     companies = [
         {"uuid": _uuid(rng), "name": "n", "industries": industries, "employees_count": count}
-        for industries, count in zip(EDGE_ARRAYS, [None, 0, 2**31 - 1] * 3, strict=False)
+        for industries, count in zip(EDGE_ARRAYS, cycle([None, 0, 2**31 - 1]), strict=False)
     ]
     await insert_rows(pool, CONTACT, contacts)
     await insert_rows(pool, COMPANY, companies)

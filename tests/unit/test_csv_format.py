@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
@@ -12,10 +13,12 @@ from connectra.catalog import COMPANY, CONTACT, FieldType
 from connectra.processors.csv_format import (
     RowFormatter,
     csv_line,
+    format_array,
     format_timestamp,
     format_value,
     join_lines,
 )
+from connectra.processors.row_parsing import parse_text_array
 from connectra.processors.vql import Column
 
 T = FieldType
@@ -55,6 +58,8 @@ def test_timestamps_are_iso_utc_z_with_microseconds_only_when_non_zero(
         ),
         (T.UUID, "1B4E28BA-2FA1-11D2-883F-0016D3CCA427", "1b4e28ba-2fa1-11d2-883f-0016d3cca427"),
         (T.TEXT_ARRAY, ["Software", "SaaS"], "Software;SaaS"),
+        (T.TEXT_ARRAY, ["R;D", "SaaS"], '["R;D","SaaS"]'),
+        (T.TEXT_ARRAY, ["[beta]", None, 'say "hi"'], '["[beta]","say \\"hi\\""]'),
         (T.TEXT_ARRAY, [], ""),
         (T.TEXT_ARRAY, "Software", "Software"),
         (T.TEXT_ARRAY, None, ""),
@@ -132,3 +137,16 @@ def test_fields_are_quoted_only_for_commas_quotes_and_line_breaks(
 def test_a_row_of_one_empty_cell_is_written_quoted_so_it_is_not_a_blank_line() -> None:
     formatter = RowFormatter(columns(CONTACT, "email"))
     assert formatter.search_rows([{}]) == b'""\n'
+
+
+def test_an_exported_list_is_read_back_by_the_import_as_the_same_list() -> None:
+    # Elements as the import stores them: non-empty, no surrounding spaces; any may hold the
+    # separator, brackets, quotes, commas or line breaks.
+    rng = random.Random(5)
+    alphabet = 'ab;[]",\n\\ é'
+    for _ in range(2000):
+        items = [
+            "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 6))).strip() or "x"
+            for _ in range(rng.randint(1, 4))
+        ]
+        assert parse_text_array(format_array(items)) == items, items

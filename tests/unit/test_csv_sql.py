@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from connectra.catalog import COMPANY, CONTACT
+from connectra.catalog import CONTACT
 from connectra.processors.csv_sql import copy_cells, restore_end_marker
 from connectra.processors.vql import Column
 
@@ -15,8 +15,8 @@ def test_several_columns_turn_empty_text_into_null_and_one_column_null_into_empt
     assert copy_cells(columns, ['"uuid"', '"email"']) == (
         '"uuid", nullif("email" COLLATE "C", \'\')'
     )
-    single = copy_cells([Column("industries", COMPANY.field("industries"))], ['"industries"'])
-    assert single == "coalesce((nullif(array_to_string(\"industries\", ';'), ''))::text, '')"
+    single = copy_cells([Column("email", CONTACT.field("email"))], ['"email"'])
+    assert single == "coalesce((nullif(\"email\" COLLATE \"C\", ''))::text, '')"
 
 
 @pytest.mark.parametrize(
