@@ -1,11 +1,15 @@
 """The PostgreSQL export source: the server writes the CSV itself, with COPY, range by range.
 
-The export's total order is cut into ranges of at most RANGE_ROWS rows. For each, a short query
-finds the sort keys of the range's last row, then one `COPY (SELECT ...) TO STDOUT WITH (FORMAT
-csv)` streams the rows after the previous range's last keys, up to and including these (the last
-range has no upper bound); see `export_sql`. Ranges partition the key space, so a row present
-throughout the export is written exactly once whatever changes meanwhile; a row inserted,
-updated or deleted during the export may or may not appear (as with Elasticsearch pages).
+The export's total order is cut into ranges of RANGE_ROWS rows. In the default order (uuid,
+the primary key) a short index walk finds each range's last sort keys just before its COPY. In
+any other order one query sorts the filtered rows' keys once and returns every range's last
+keys (holding its snapshot for that sort); as each COPY must then scan the table, ranges grow
+so that a table of the planner's estimated size gives at most MAX_RANGES of them. Each range is
+one `COPY (SELECT ...) TO STDOUT WITH (FORMAT csv)` of the rows after the previous range's last
+keys, up to and including its own (the last range has no upper bound); see `export_sql`.
+Ranges partition the key space, so a row present throughout the export is written exactly once
+whatever changes meanwhile; a row inserted, updated or deleted during the export may or may not
+appear (as with Elasticsearch pages).
 
 Each COPY is one statement: it holds one snapshot, and so holds back vacuum, while its range
 streams. Ranges bound that time: RANGE_ROWS rows at the upload's pace (a COPY waits while the
@@ -19,40 +23,78 @@ server's COPY waits on its socket, so memory holds a few blocks whatever the exp
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncGenerator
+
 import asyncpg
 
 from connectra.processors.csv_sql import restore_end_marker
-from connectra.processors.export_sql import Keys, range_end, range_rows
+from connectra.processors.export_sql import (
+    Keys,
+    range_end,
+    range_ends,
+    range_rows,
+    table_rows_estimate,
+    walks_primary_key,
+)
 from connectra.processors.export_upload import Sink
 from connectra.processors.vql import ExportQuery
 
 # Rows per COPY: large enough that the per-range queries cost little, small enough that no
 # snapshot lasts long (a second or two at full speed).
 RANGE_ROWS = 200_000
+# At most this many ranges (so table scans) in an order no index serves.
+MAX_RANGES = 8
 
 
 async def copy_export(
-    pool: asyncpg.Pool, query: ExportQuery, sink: Sink, *, range_rows_max: int = RANGE_ROWS
+    pool: asyncpg.Pool,
+    query: ExportQuery,
+    sink: Sink,
+    *,
+    range_rows_max: int = RANGE_ROWS,
+    max_ranges: int = MAX_RANGES,
 ) -> None:
     """Hand the CSV lines of every matching row to `sink`, in order: bytes as COPY sends them
     (count 0), then `(b"", rows)` when a range is complete."""
+    if walks_primary_key(query):
+        ends = _ends_along_the_index(pool, query, range_rows_max)
+    else:
+        ends = _ends_sorted_at_once(pool, query, range_rows_max, max_ranges)
+    start: Keys | None = None
+    async with contextlib.aclosing(ends):
+        async for end in ends:
+            rows = await _copy_range(pool, query, start, end, sink)
+            await sink(b"", rows)
+            start = end
+
+
+async def _ends_along_the_index(
+    pool: asyncpg.Pool, query: ExportQuery, size: int
+) -> AsyncGenerator[Keys | None, None]:
+    """Each range's last keys, found just before its COPY; None for the last range."""
     start: Keys | None = None
     while True:
-        end = await _range_end(pool, query, start, range_rows_max)
-        rows = await _copy_range(pool, query, start, end, sink)
-        await sink(b"", rows)
-        if end is None:
+        sql, args = range_end(query, start, size)
+        row = await pool.fetchrow(sql, *args)
+        if row is None:
+            yield None
             return
-        start = end
+        start = tuple(row)
+        yield start
 
 
-async def _range_end(
-    pool: asyncpg.Pool, query: ExportQuery, start: Keys | None, size: int
-) -> Keys | None:
-    """The sort keys of the range's last row, or None when at most `size` rows remain."""
-    sql, args = range_end(query, start, size)
-    row = await pool.fetchrow(sql, *args)
-    return None if row is None else tuple(row)
+async def _ends_sorted_at_once(
+    pool: asyncpg.Pool, query: ExportQuery, size: int, max_ranges: int
+) -> AsyncGenerator[Keys | None, None]:
+    """Every range's last keys from one sort; None for the last range."""
+    sql, args = table_rows_estimate(query)
+    estimate = await pool.fetchval(sql, *args)
+    size = max(size, -(-int(estimate or 0) // max_ranges))
+    sql, args = range_ends(query, size)
+    for row in await pool.fetch(sql, *args):
+        yield tuple(row)
+    yield None
 
 
 async def _copy_range(

@@ -38,6 +38,20 @@ WHERE {where}
 ORDER BY {order}
 OFFSET {offset} LIMIT 1
 """
+# Every range end at once, for orders no index serves: one sort of the filtered rows' keys,
+# where a query per range would sort all remaining rows again each time.
+RANGE_ENDS = """
+SELECT {keys}
+FROM (
+    SELECT {named_keys}, row_number() OVER (ORDER BY {order}) AS n
+    FROM {table}
+    WHERE {where}
+) AS ranked
+WHERE n % {size} = 0
+ORDER BY n
+"""
+# The planner's estimate of a table's rows (-1 before its first ANALYZE).
+TABLE_ROWS_ESTIMATE = "SELECT reltuples::bigint FROM pg_class WHERE oid = $1::regclass"
 # A range's rows as CSV cells. The default order walks the primary key between the two bounds;
 # keyword filters on country use its index.
 RANGE_ROWS = """
@@ -102,6 +116,33 @@ def range_end(query: ExportQuery, start: Keys | None, size: int) -> tuple[str, l
         where=where,
         order=", ".join(_order_term(key) for key in query.sort_keys),
         offset=params.add(size - 1),
+    )
+    return sql, params.values
+
+
+def table_rows_estimate(query: ExportQuery) -> tuple[str, list[Any]]:
+    """The statement and arguments giving the planner's estimate of the table's rows."""
+    return TABLE_ROWS_ESTIMATE, [quote_identifier(query.service.table)]
+
+
+def walks_primary_key(query: ExportQuery) -> bool:
+    """True when the export's order is the primary key's (uuid alone), which an index serves."""
+    return len(query.sort_keys) == 1 and query.sort_keys[0].field.name in _NOT_NULL
+
+
+def range_ends(query: ExportQuery, size: int) -> tuple[str, list[Any]]:
+    """The statement and arguments giving the sort keys of the last row of every range of
+    `size` rows, in order; the rows after the last of them are the last range."""
+    params = Params()
+    where = _where(query, params, None, None)
+    expressions = [compare_expression(k.field) for k in query.sort_keys]
+    sql = RANGE_ENDS.format(
+        keys=", ".join(f"k{i}" for i in range(len(expressions))),
+        named_keys=", ".join(f"{e} AS k{i}" for i, e in enumerate(expressions)),
+        table=quote_identifier(query.service.table),
+        where=where,
+        order=", ".join(_order_term(key) for key in query.sort_keys),
+        size=params.add(size),
     )
     return sql, params.values
 

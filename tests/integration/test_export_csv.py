@@ -628,10 +628,50 @@ async def test_ranges_of_every_size_equal_one_unpaged_order_by(loaded: asyncpg.P
         query = resolve_vql(vql, CONTACT)
         for size in range(1, len(CONTACTS) + 2):
             collected = Collected()
-            await copy_export(loaded, query, collected.sink, range_rows_max=size)
+            await copy_export(loaded, query, collected.sink, range_rows_max=size, max_ranges=10**9)
             assert collected.data.decode().splitlines() == reference, (reference_order, size)
             full, last = divmod(len(CONTACTS), size)
             assert collected.ranges == [size] * full + [last], (reference_order, size)
+
+
+class RecordingPool:
+    """A pool that notes the statements run through its fetch methods."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+        self.acquire = pool.acquire
+        self.statements: list[str] = []
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        self.statements.append(sql)
+        return await self.pool.fetch(sql, *args)
+
+    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        self.statements.append(sql)
+        return await self.pool.fetchrow(sql, *args)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        self.statements.append(sql)
+        return await self.pool.fetchval(sql, *args)
+
+
+async def test_an_order_no_index_serves_is_sorted_once_and_cut_into_at_most_max_ranges(
+    pool: asyncpg.Pool,
+) -> None:
+    await pool.execute(BULK_CONTACTS, 1000)
+    await pool.execute("ANALYZE contacts")  # the planner's estimate sizes the ranges
+    reference = [
+        r["city"] for r in await pool.fetch('SELECT city FROM contacts ORDER BY city COLLATE "C"')
+    ]
+    vql = parse_vql({"select_columns": ["city"], "order_by": [{"order_by": "city"}]})
+    query = resolve_vql(vql, CONTACT)
+    recording = RecordingPool(pool)
+    collected = Collected()
+    await copy_export(recording, query, collected.sink, range_rows_max=10, max_ranges=4)  # type: ignore[arg-type]
+    assert collected.data.decode().splitlines() == reference
+    # Ranges of 250 rows, not 10: four ranges and the empty one after the last end.
+    assert collected.ranges == [250, 250, 250, 250, 0]
+    assert sum("row_number()" in sql for sql in recording.statements) == 1
 
 
 async def test_rows_present_throughout_are_written_once_while_others_change(
