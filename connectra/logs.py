@@ -6,9 +6,10 @@ import json
 import logging
 import math
 import sys
+import threading
 from collections.abc import MutableMapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
@@ -51,15 +52,97 @@ class JsonFormatter(logging.Formatter):
         return f"{self._second_text}.{micros // 1000:03d}+00:00"
 
 
+class BufferedLineHandler(logging.Handler):
+    """Writes formatted lines from a thread of its own, many per write.
+
+    A busy runner logs two lines per job. Written one `write` and `flush` at a time from the
+    event loop, they cost it about a fifth of its CPU, and a slow reader of the stream (a full
+    pipe) would stall the loop itself. Here `emit` only formats the line and appends it to a
+    buffer; the writer thread writes what gathered every `delay` seconds, and at once after a
+    warning or worse, so problems show without delay. `flush()` (also called by
+    `logging.shutdown` at exit) writes everything waiting. Lines keep their order. Past `limit`
+    characters waiting, `emit` waits for the writer: memory stays bounded and a stream that
+    cannot keep up slows the logging code down, as a plain StreamHandler would.
+    """
+
+    def __init__(self, stream: TextIO, *, delay: float = 0.05, limit: int = 1 << 20) -> None:
+        super().__init__()
+        self.stream = stream
+        self.delay = delay
+        self.limit = limit
+        self._lines: list[str] = []
+        self._size = 0
+        self._urgent = False
+        self._closed = False
+        self._buffer = threading.Condition()
+        self._write_lock = threading.Lock()  # one batch written at a time, in order
+        self._writer = threading.Thread(target=self._write_batches, name="log-writer", daemon=True)
+        self._writer.start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Format the record and queue its line."""
+        try:
+            line = self.format(record) + "\n"
+        except Exception:
+            self.handleError(record)
+            return
+        urgent = record.levelno >= logging.WARNING
+        with self._buffer:
+            while self._size >= self.limit and not self._closed:
+                self._buffer.wait()
+            first = not self._lines
+            self._lines.append(line)
+            self._size += len(line)
+            if urgent:
+                self._urgent = True
+            if first or urgent:  # wake the writer only when it has something new to do
+                self._buffer.notify_all()
+
+    def flush(self) -> None:
+        """Write every line waiting, now."""
+        with self._write_lock:
+            with self._buffer:
+                lines, self._lines, self._size, self._urgent = self._lines, [], 0, False
+                self._buffer.notify_all()  # emitters waiting on `limit` may go on
+            if lines:
+                try:
+                    self.stream.write("".join(lines))
+                    self.stream.flush()
+                except (OSError, ValueError):
+                    pass  # the stream is gone (closed pipe): nowhere left to log to
+
+    def close(self) -> None:
+        """Write what is waiting and stop the writer thread."""
+        with self._buffer:
+            self._closed = True
+            self._buffer.notify_all()
+        if self._writer is not threading.current_thread():
+            self._writer.join(timeout=5)
+        self.flush()
+        super().close()
+
+    def _write_batches(self) -> None:
+        """The writer thread: wait for a first line, let more gather, write them all."""
+        while True:
+            with self._buffer:
+                while not self._lines and not self._closed:
+                    self._buffer.wait()
+                if self._closed:
+                    return  # close() writes the rest
+                if not self._urgent:
+                    self._buffer.wait_for(lambda: self._urgent or self._closed, self.delay)
+            self.flush()
+
+
 def configure_logging(level: str) -> None:
-    """Send JSON logs to stderr at the given level."""
+    """Send JSON logs to stderr at the given level, written in batches (BufferedLineHandler)."""
     # The JSON lines carry no caller, thread or process fields, so skip collecting them
     # (the logging HOWTO's "Optimization"): a busy runner logs two lines per job.
     logging._srcfile = None  # a documented knob without a public name
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    handler = logging.StreamHandler(sys.stderr)
+    handler = BufferedLineHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
