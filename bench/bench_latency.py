@@ -1,15 +1,21 @@
 """Pickup latency of an idle runner: create committed -> handler started, product and pgqueuer.
 
-Product: jobs created one at a time through the product's `JobStore.create` (the API's and
-CLI's path: insert, commit, NOTIFY) while one runner idles with a one-hour tick, so only
-LISTEN/NOTIFY can wake it; latency = jobs.started_at - jobs.created_at (both server
-clock). pgqueuer: a `pgq.run` worker with a 60 s dequeue timeout; latency = time.time() when the
-handler starts - time.time() when `enqueue` returned (same host clock)."""
+Both are measured the same way: from the moment the create (or `enqueue`) call returned, its
+commit done, to the moment the job started, on the one host clock (the server runs on this
+host). Product: jobs created one at a time through the product's `JobStore.create` (the API's
+and CLI's path: insert, commit, NOTIFY) while one runner idles with a one-hour tick, so only
+LISTEN/NOTIFY can wake it; the start is the runner's `job started` log line, logged once the
+start is committed, just before the handler runs (its timestamp has millisecond precision).
+pgqueuer: a `pgq.run` worker with a 60 s dequeue timeout; the start is `time.time()` in the
+handler. (Counting from `jobs.created_at`, the insert's transaction start, would add the
+create's own commit, which a slow disk stretches to hundreds of ms now and then.)"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from datetime import datetime
 
 import asyncpg
 from common import (
@@ -45,8 +51,10 @@ async def connectra_latency(dsn: str, samples: int) -> list[float]:
         pool = await create_pool(dsn, max_size=2)
         try:
             store = JobStore(pool)  # the product's create path: insert, commit, NOTIFY
+            returned: dict[str, float] = {}
             for _ in range(samples):
-                await store.create("noop", {})
+                job = await store.create("noop", {})
+                returned[str(job.uuid)] = time.time()
                 await asyncio.sleep(GAP_S)
 
             async def done() -> bool:
@@ -54,13 +62,26 @@ async def connectra_latency(dsn: str, samples: int) -> list[float]:
                 return bool(n >= samples)
 
             await wait_for(done, 60, "latency jobs to complete")
-            rows = await conn.fetch(
-                "SELECT extract(epoch FROM started_at - created_at) AS s FROM jobs"
+            runner = procs[0]
+            await wait_for(
+                lambda: len(started_at(runner.log_text())) >= samples, 5, "job start log lines"
             )
+            started = started_at(runner.log_text())
         finally:
             await pool.close()
             await conn.close()
-    return [float(r["s"]) for r in rows]
+    return [started[uuid] - moment for uuid, moment in returned.items()]
+
+
+def started_at(log_text: str) -> dict[str, float]:
+    """When each job started: its `job_start` log line, written once the start is committed
+    and just before the handler runs (millisecond timestamps)."""
+    found = {}
+    for line in log_text.splitlines():
+        if '"job_start"' in line:
+            event = json.loads(line)
+            found[event["job_uuid"]] = datetime.fromisoformat(event["ts"]).timestamp()
+    return found
 
 
 async def pgqueuer_latency(dsn: str, samples: int) -> list[float]:
