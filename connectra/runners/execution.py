@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from connectra.db.pool import DATABASE_DOWN
 from connectra.db.store import JobStore
@@ -26,6 +26,7 @@ from connectra.runners.status_writer import StatusWriter
 from connectra.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Backoff of a status write while the database is unreachable.
 WRITE_RETRY_FIRST = 0.2
@@ -98,17 +99,24 @@ class Executor:
         already running: it is then left to its lease, which no heartbeat renews, and the
         rescuer takes it back.
         """
+        try:
+            return await self._retry_while_database_down(lambda: self.writer.start(job))
+        except JobLostError:
+            log.info("job %s left the queue before it started (cancelled or rescued)", job.uuid)
+        except DATABASE_DOWN as exc:
+            log.warning("could not start job %s: %s", job.uuid, exc)
+        return None
+
+    async def _retry_while_database_down(self, call: Callable[[], Awaitable[T]]) -> T:
+        """`call()`, again with backoff while the database is unreachable, until the lease may
+        have run out (fenced): then the last such error is raised."""
         delay = WRITE_RETRY_FIRST
         while True:
             try:
-                return await self.writer.start(job)
-            except JobLostError:
-                log.info("job %s left the queue before it started (cancelled or rescued)", job.uuid)
-                return None
-            except DATABASE_DOWN as exc:
+                return await call()
+            except DATABASE_DOWN:
                 if self.is_fenced():
-                    log.warning("could not start job %s: %s", job.uuid, exc)
-                    return None
+                    raise
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, WRITE_RETRY_MAX)
 
@@ -216,20 +224,17 @@ class Executor:
         response: dict[str, Any],
     ) -> bool:
         """Write an outcome, retrying while the database is down and the lease is still ours."""
-        delay = WRITE_RETRY_FIRST
-        while True:
-            try:
-                await write(ctx.job, self.kind, self.runner_id, response)
-                return True
-            except ConnectraError as exc:
-                ctx.log.error("could not record the outcome: %s", exc.render())
-                return False
-            except DATABASE_DOWN as exc:
-                if self.is_fenced():
-                    ctx.log.error("outcome not recorded; the lease ran out: %s", exc)
-                    return False
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, WRITE_RETRY_MAX)
+        try:
+            await self._retry_while_database_down(
+                lambda: write(ctx.job, self.kind, self.runner_id, response)
+            )
+        except ConnectraError as exc:
+            ctx.log.error("could not record the outcome: %s", exc.render())
+            return False
+        except DATABASE_DOWN as exc:
+            ctx.log.error("outcome not recorded; the lease ran out: %s", exc)
+            return False
+        return True
 
     async def hand_back(self, jobs: list[Job]) -> int:
         """Give held jobs back (shutdown)."""
