@@ -24,6 +24,7 @@ server's COPY waits on its socket, so memory holds a few blocks whatever the exp
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import AsyncGenerator
 
 import asyncpg
@@ -90,7 +91,7 @@ async def _ends_sorted_at_once(
     """Every range's last keys from one sort; None for the last range."""
     sql, args = table_rows_estimate(query)
     estimate = await pool.fetchval(sql, *args)
-    size = max(size, -(-int(estimate or 0) // max_ranges))
+    size = max(size, math.ceil(max(estimate or 0, 0) / max_ranges))
     sql, args = range_ends(query, size)
     for row in await pool.fetch(sql, *args):
         yield tuple(row)

@@ -111,10 +111,10 @@ def range_end(query: ExportQuery, start: Keys | None, size: int) -> tuple[str, l
     params = Params()
     where = _where(query, params, start, None)
     sql = RANGE_END.format(
-        keys=", ".join(compare_expression(k.field) for k in query.sort_keys),
+        keys=", ".join(_key_expressions(query)),
         table=quote_identifier(query.service.table),
         where=where,
-        order=", ".join(_order_term(key) for key in query.sort_keys),
+        order=_order(query),
         offset=params.add(size - 1),
     )
     return sql, params.values
@@ -135,13 +135,13 @@ def range_ends(query: ExportQuery, size: int) -> tuple[str, list[Any]]:
     `size` rows, in order; the rows after the last of them are the last range."""
     params = Params()
     where = _where(query, params, None, None)
-    expressions = [compare_expression(k.field) for k in query.sort_keys]
+    expressions = _key_expressions(query)
     sql = RANGE_ENDS.format(
         keys=", ".join(f"k{i}" for i in range(len(expressions))),
         named_keys=", ".join(f"{e} AS k{i}" for i, e in enumerate(expressions)),
         table=quote_identifier(query.service.table),
         where=where,
-        order=", ".join(_order_term(key) for key in query.sort_keys),
+        order=_order(query),
         size=params.add(size),
     )
     return sql, params.values
@@ -157,9 +157,19 @@ def range_rows(query: ExportQuery, start: Keys | None, end: Keys | None) -> tupl
         cells=copy_cells(query.columns, identifiers),
         table=quote_identifier(query.service.table),
         where=where,
-        order=", ".join(_order_term(key) for key in query.sort_keys),
+        order=_order(query),
     )
     return sql, params.values
+
+
+def _key_expressions(query: ExportQuery) -> list[str]:
+    """The sort keys as the expressions rows are compared by."""
+    return [compare_expression(key.field) for key in query.sort_keys]
+
+
+def _order(query: ExportQuery) -> str:
+    """The ORDER BY list of the export's total order."""
+    return ", ".join(_order_term(key) for key in query.sort_keys)
 
 
 def _where(query: ExportQuery, params: Params, start: Keys | None, end: Keys | None) -> str:
