@@ -116,8 +116,7 @@ class BufferedLineHandler(logging.Handler):
         with self._buffer:
             self._closed = True
             self._buffer.notify_all()
-        if self._writer is not threading.current_thread():
-            self._writer.join(timeout=5)
+        self._writer.join(timeout=5)
         self.flush()
         super().close()
 
