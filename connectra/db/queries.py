@@ -3,6 +3,13 @@
 Every statement that moves a job is guarded by the state it expects the job to be in and,
 for held jobs, by the runner that holds it: a statement that finds nothing to change means
 the job moved under us, and the caller treats that as an error, never as success.
+
+The runner's batched starts and completions find their rows by primary key and only then
+check the guard, written `status IS NOT DISTINCT FROM $n` (the same test, for a column that
+is never NULL) so that no index on status can serve it. With `status = $n` the planner, when
+its statistics lag behind a busy table, chose a bitmap scan over every entry of
+`jobs_status_list_idx` and `jobs_heartbeat_idx` for that status, dead ones included: 1.4 ms
+and 900 buffers for ten rows instead of 0.2 ms.
 """
 
 from __future__ import annotations
@@ -74,7 +81,7 @@ JOB_START_MANY = """
 UPDATE jobs
 SET status = $4, attempts = attempts + 1, started_at = now(), completed_at = NULL,
     heartbeat_at = now(), updated_at = now()
-WHERE id = ANY($1::bigint[]) AND status = $2 AND runner_id = $3
+WHERE id = ANY($1::bigint[]) AND status IS NOT DISTINCT FROM $2 AND runner_id = $3
 RETURNING id, attempts
 """
 
@@ -93,7 +100,7 @@ UPDATE jobs
 SET status = 'completed', job_response = done.response, run_after = NULL,
     runner_id = NULL, heartbeat_at = NULL, completed_at = now(), updated_at = now()
 FROM unnest($1::bigint[], $2::jsonb[]) AS done(id, response)
-WHERE jobs.id = done.id AND jobs.status = $3 AND jobs.runner_id = $4
+WHERE jobs.id = done.id AND jobs.status IS NOT DISTINCT FROM $3 AND jobs.runner_id = $4
 RETURNING jobs.id
 """
 

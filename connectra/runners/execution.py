@@ -71,8 +71,12 @@ class Executor:
     running: dict[int, Execution] = field(default_factory=dict)
     starting: set[int] = field(default_factory=set)
 
-    async def execute(self, job: Job) -> None:
-        """Start the job and run it to one recorded outcome."""
+    async def execute(self, job: Job, handler_done: Callable[[], None] = lambda: None) -> None:
+        """Start the job and run it to one recorded outcome.
+
+        `handler_done` is called once the handler has ended (or the job could not start),
+        before the outcome is written: the caller may then let another job run.
+        """
         self.starting.add(job.id)
         try:
             attempt = await self._start(job)
@@ -85,7 +89,7 @@ class Executor:
         execution = Execution(ctx, asyncio.create_task(self._run_handler(ctx)))
         self.running[job.id] = execution
         try:
-            await self._await_outcome(execution)
+            await self._await_outcome(execution, handler_done)
         finally:
             del self.running[job.id]
 
@@ -120,7 +124,7 @@ class Executor:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, WRITE_RETRY_MAX)
 
-    async def _await_outcome(self, execution: Execution) -> None:
+    async def _await_outcome(self, execution: Execution, handler_done: Callable[[], None]) -> None:
         """Wait for the handler and record what came of it."""
         ctx = execution.ctx
         try:
@@ -129,10 +133,13 @@ class Executor:
             me = asyncio.current_task()
             if execution.stop_reason is None or (me is not None and me.cancelling()):
                 raise  # the runner itself is stopping: the caller hands the job back
+            handler_done()
             await self._record_stop(ctx, execution.stop_reason)
         except Exception as exc:
+            handler_done()
             await self._record_failure(ctx, exc)
         else:
+            handler_done()
             await self._record_success(ctx, result)
 
     async def _run_handler(self, ctx: JobContext) -> dict[str, Any] | None:

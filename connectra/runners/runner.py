@@ -4,6 +4,12 @@ a lease keeper that heartbeats every job the runner holds.
 The ticker never claims more jobs than the queue has room for, so every claimed job is
 either in the queue or in a consumer's hands. On stop, the ticker stops claiming, idle
 consumers leave, busy ones get a grace period, and everything still held goes back.
+
+At most `concurrency` handlers run at once: a consumer takes a job only with one of that many
+handler slots, and gives the slot back as soon as the handler is done, before the job's
+outcome is written. So there are twice as many consumers as slots: while some write outcomes
+(a round trip and a commit), others already run the next jobs. Short jobs no longer wait for
+their own bookkeeping, and the status writer's rounds grow with the load.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ FINAL_WRITE_TIMEOUT = 5.0
 # Without a successful heartbeat for this share of the lease, a runner gives up its jobs
 # before anyone can rescue them, so a job never runs on two runners at once.
 FENCE_SHARE = 0.75
+# Consumers per handler slot: the second writes one job's outcome while the first runs the next.
+CONSUMERS_PER_SLOT = 2
 # Wake a little after a retry falls due, so the claim's `run_after <= now()` holds.
 DUE_SLACK = 0.01
 
@@ -122,6 +130,7 @@ class Runner:
         self._wake = asyncio.Event()
         self._check_leases = asyncio.Event()
         self._idle: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(config.concurrency)
         self._backlog = False
         # Refill in batches: claim again once the queue is down to half, not per free slot.
         self._refill_at = config.queue_size // 2
@@ -158,7 +167,8 @@ class Runner:
         """The ticker and the consumers, until a stop has let them finish."""
         async with asyncio.TaskGroup() as tg:
             consumers = [
-                tg.create_task(self._consume(stopping)) for _ in range(self.config.concurrency)
+                tg.create_task(self._consume(stopping))
+                for _ in range(CONSUMERS_PER_SLOT * self.config.concurrency)
             ]
             tg.create_task(self._tick(stopping))
             tg.create_task(self._stop_when_asked(stopping, consumers))
@@ -212,21 +222,29 @@ class Runner:
         while not stopping.soft.is_set():
             self._idle.add(me)
             try:
-                job = await self.queue.get()
+                slot = await _Slot.take(self._slots)
+                try:
+                    job = await self.queue.get()
+                except BaseException:
+                    slot.release()
+                    raise
             finally:
                 self._idle.discard(me)
             if self._backlog and self.queue.qsize() <= self._refill_at:
                 self._wake.set()  # the queue ran half empty and more jobs wait: claim now
-            await self._execute(job)
+            try:
+                await self._execute(job, slot)
+            finally:
+                slot.release()
 
-    async def _execute(self, job: Job) -> None:
+    async def _execute(self, job: Job, slot: _Slot) -> None:
         """Run one queued job, unless it was taken from us while it waited."""
         self._queued.pop(job.id, None)
         if job.id in self._lost:
             self._lost.discard(job.id)
             return
         try:
-            await self.executor.execute(job)
+            await self.executor.execute(job, handler_done=slot.release)
         except asyncio.CancelledError:
             self._log.warning(
                 "job %s interrupted; handing it back", job.uuid, extra={"action": "job_hand_back"}
@@ -312,6 +330,27 @@ class Runner:
             self._log.info(
                 "handed back %d queued jobs", count, extra={"action": "hand_back_queued"}
             )
+
+
+class _Slot:
+    """One handler slot, given back exactly once."""
+
+    __slots__ = ("_semaphore",)
+
+    def __init__(self, semaphore: asyncio.Semaphore) -> None:
+        self._semaphore: asyncio.Semaphore | None = semaphore
+
+    @classmethod
+    async def take(cls, semaphore: asyncio.Semaphore) -> _Slot:
+        """Wait for a free slot."""
+        await semaphore.acquire()
+        return cls(semaphore)
+
+    def release(self) -> None:
+        """Give the slot back; later calls do nothing."""
+        if self._semaphore is not None:
+            self._semaphore.release()
+            self._semaphore = None
 
 
 async def _wait_for_grace(

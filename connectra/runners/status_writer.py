@@ -2,11 +2,15 @@
 
 Consumers hand a start or a completion to the writer and wait for it. The writer sends all
 starts waiting in one statement and all completions waiting in another; while those are in
-flight, the next writes gather for the next round. An idle runner's write goes out at once,
-with no timer, so this adds no latency; a busy runner commits twice per round instead of
-twice per job. Each consumer waits for at most one write, so a round holds at most
-`PARALLEL_JOBS` of them. (One statement for both kinds costs PostgreSQL more CPU per job
-than two simple ones: measured about 215 vs 160 us per job with rounds of five.)
+flight, the next writes gather for the next round. Before taking a round, the writer lets
+every task that is ready run once (one pass of the event loop, no timer): consumers woken
+together, by the results of the last round, then join one round instead of the first of them
+going out alone and the rest in the next (measured without it: rounds of 1 and 9 rows in
+turn, and about 30 % fewer no-op jobs per second). An idle runner's write goes out at once,
+so this adds no latency; a busy runner commits twice per round instead of twice per job.
+Each consumer waits for at most one write, so a round holds at most one write per consumer
+(twice `PARALLEL_JOBS`, see `runner.py`). (One statement for both kinds costs PostgreSQL more
+CPU per job than two simple ones: measured about 215 vs 160 us per job with rounds of five.)
 
 Every write keeps its own guard (state and holder): a job that was not ours in the expected
 state fails with `JobLostError` alone, and a database error fails every write of its batch,
@@ -84,6 +88,7 @@ class StatusWriter:
         try:
             while True:
                 await self._waiting.wait()
+                await asyncio.sleep(0)  # let the writes of consumers woken with it join
                 self._waiting.clear()
                 starts, self._starts = self._starts, {}
                 await self._send(starts, self._start_many)

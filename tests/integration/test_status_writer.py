@@ -12,7 +12,7 @@ import pytest
 
 from connectra.db.store import JobStore
 from connectra.errors import JobLostError
-from connectra.jobs import FIRST_TIME, JobStatus
+from connectra.jobs import FIRST_TIME, Job, JobStatus
 from connectra.runners.status_writer import StatusWriter
 from tests.integration.test_runners import config, running
 from tests.polling import eventually
@@ -48,6 +48,31 @@ async def test_concurrent_starts_and_completions_share_statements(
         assert done.job_response == {"n": job.id}
     # 60 writes; the first of each kind goes out alone, the rest gather behind it.
     assert writer.batches <= 4
+
+
+async def test_starts_of_consumers_woken_together_go_out_in_one_statement(
+    store: JobStore, writer: StatusWriter
+) -> None:
+    # Consumers freed by one round's results wake in the same pass of the event loop but
+    # reach their write a step apart (one went straight on, the others had a step to take
+    # first). The first write must not take the next round alone and leave the rest for the
+    # round after it.
+    for _ in range(10):
+        await store.create("noop", {})
+    jobs = await store.claim(FIRST_TIME, RUNNER, 10)
+    go = asyncio.Event()
+
+    async def consumer(job: Job, steps: int) -> int:
+        await go.wait()
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        return await writer.start(job)
+
+    consumers = [asyncio.create_task(consumer(job, min(i, 1))) for i, job in enumerate(jobs)]
+    await asyncio.sleep(0.05)  # every consumer waits on the event; the writer is idle
+    go.set()
+    assert await asyncio.gather(*consumers) == [1] * 10
+    assert writer.batches == 1
 
 
 async def test_a_job_taken_away_fails_alone_in_its_batch(
