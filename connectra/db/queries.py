@@ -4,8 +4,8 @@ Every statement that moves a job is guarded by the state it expects the job to b
 for held jobs, by the runner that holds it: a statement that finds nothing to change means
 the job moved under us, and the caller treats that as an error, never as success.
 
-The runner's batched starts and completions find their rows by primary key and only then
-check the guard, written `status IS NOT DISTINCT FROM $n` (the same test, for a column that
+The runner's writes of held jobs find their rows by primary key and only then check the
+guard, written `status IS NOT DISTINCT FROM $n` (the same test, for a column that
 is never NULL) so that no index on status can serve it. With `status = $n` the planner, when
 its statistics lag behind a busy table, chose a bitmap scan over every entry of
 `jobs_status_list_idx` and `jobs_heartbeat_idx` for that status, dead ones included: 1.4 ms
@@ -74,34 +74,38 @@ FROM jobs
 WHERE status = 'failed' AND run_after IS NOT NULL AND attempts <= retry_count
 """
 
-# Start held jobs ($1; queued $2 -> running $4, held by runner $3). Primary key; guarded by
-# state and holder: a job missing from the result was not ours in the expected state.
-# Starting a run counts an attempt. The runner's status writer sends one for many jobs.
-JOB_START_MANY = """
-UPDATE jobs
-SET status = $4, attempts = attempts + 1, started_at = now(), completed_at = NULL,
-    heartbeat_at = now(), updated_at = now()
-WHERE id = ANY($1::bigint[]) AND status IS NOT DISTINCT FROM $2 AND runner_id = $3
-RETURNING id, attempts
+# One round of the runner's status writer: start held jobs ($1; queued $2 -> running $4, held
+# by runner $3) and complete others ($5 ids with $6 responses; running $4, held by $3). Two
+# plain updates in one statement: one round trip and one commit for both (a job is never in
+# both lists). Primary key; each row guarded by state and holder: a job missing from the
+# result was not ours in the expected state. Starting a run counts an attempt. Rows come back
+# as (id, attempts) for starts and (id, NULL) for completions.
+JOB_START_AND_COMPLETE = """
+WITH started AS (
+    UPDATE jobs
+    SET status = $4, attempts = attempts + 1, started_at = now(), completed_at = NULL,
+        heartbeat_at = now(), updated_at = now()
+    WHERE id = ANY($1::bigint[]) AND status IS NOT DISTINCT FROM $2 AND runner_id = $3
+    RETURNING id, attempts
+), completed AS (
+    UPDATE jobs
+    SET status = 'completed', job_response = done.response, run_after = NULL,
+        runner_id = NULL, heartbeat_at = NULL, completed_at = now(), updated_at = now()
+    FROM unnest($5::bigint[], $6::jsonb[]) AS done(id, response)
+    WHERE jobs.id = done.id AND jobs.status IS NOT DISTINCT FROM $4 AND jobs.runner_id = $3
+    RETURNING jobs.id
+)
+SELECT id, attempts FROM started
+UNION ALL
+SELECT id, NULL FROM completed
 """
 
 # Progress of a running job, merged into its job_response; also a sign of life.
 JOB_REPORT_PROGRESS = """
 UPDATE jobs
 SET job_response = job_response || $4, heartbeat_at = now(), updated_at = now()
-WHERE id = $1 AND status = $2 AND runner_id = $3
+WHERE id = $1 AND status IS NOT DISTINCT FROM $2 AND runner_id = $3
 RETURNING id
-"""
-
-# Complete running jobs ($1 ids with $2 responses; running $3, held by runner $4). Guarded
-# like JOB_START_MANY; also sent for many jobs at once by the status writer.
-JOB_COMPLETE_MANY = """
-UPDATE jobs
-SET status = 'completed', job_response = done.response, run_after = NULL,
-    runner_id = NULL, heartbeat_at = NULL, completed_at = now(), updated_at = now()
-FROM unnest($1::bigint[], $2::jsonb[]) AS done(id, response)
-WHERE jobs.id = done.id AND jobs.status IS NOT DISTINCT FROM $3 AND jobs.runner_id = $4
-RETURNING jobs.id
 """
 
 # Merged, so progress counts of the failed attempt stay visible.
@@ -111,7 +115,7 @@ UPDATE jobs
 SET status = $5, job_response = job_response || $4,
     run_after = now() + make_interval(secs => $6::double precision),
     runner_id = NULL, heartbeat_at = NULL, completed_at = now(), updated_at = now()
-WHERE id = $1 AND status = $2 AND runner_id = $3
+WHERE id = $1 AND status IS NOT DISTINCT FROM $2 AND runner_id = $3
 RETURNING id
 """
 
@@ -120,7 +124,7 @@ JOB_ABORT_RUNNING = """
 UPDATE jobs
 SET status = 'aborted', job_response = job_response || $4, run_after = NULL,
     runner_id = NULL, heartbeat_at = NULL, completed_at = now(), updated_at = now()
-WHERE id = $1 AND status = $2 AND runner_id = $3
+WHERE id = $1 AND status IS NOT DISTINCT FROM $2 AND runner_id = $3
 RETURNING id
 """
 
@@ -176,7 +180,7 @@ WHERE id = $1
 JOB_SAVE_CHECKPOINT = """
 UPDATE jobs
 SET checkpoint = $4, heartbeat_at = now(), updated_at = now()
-WHERE id = $1 AND status = $2 AND runner_id = $3
+WHERE id = $1 AND status IS NOT DISTINCT FROM $2 AND runner_id = $3
 RETURNING id
 """
 

@@ -158,21 +158,35 @@ class JobStore:
 
     async def start(self, job: Job, kind: RunnerKind, runner_id: str) -> int:
         """Mark a queued job as running; return its attempt number."""
-        started = await self.start_many(kind, runner_id, [job.id])
+        started, _ = await self.start_and_complete(kind, runner_id, [job.id], [])
         return int(_held(started.get(job.id), job))
 
-    async def start_many(
-        self, kind: RunnerKind, runner_id: str, job_ids: Sequence[int]
-    ) -> dict[int, int]:
-        """Mark queued jobs as running; map each one started to its attempt number.
+    async def start_and_complete(
+        self,
+        kind: RunnerKind,
+        runner_id: str,
+        start_ids: Sequence[int],
+        completions: Sequence[tuple[int, dict[str, Any]]],
+    ) -> tuple[dict[int, int], set[int]]:
+        """Mark queued jobs as running and running ones completed (each with its response),
+        in one statement; return the attempt number of each job started and the ids completed.
 
-        A job missing from the result was not held by this runner in the queued state.
+        A job missing from the result was not held by this runner in the expected state.
         """
         check_transition(kind.queued, kind.running)
+        check_transition(kind.running, JobStatus.COMPLETED)
         rows = await self.pool.fetch(
-            q.JOB_START_MANY, list(job_ids), kind.queued, runner_id, kind.running
+            q.JOB_START_AND_COMPLETE,
+            list(start_ids),
+            kind.queued,
+            runner_id,
+            kind.running,
+            [job_id for job_id, _ in completions],
+            [response for _, response in completions],
         )
-        return {row["id"]: row["attempts"] for row in rows}
+        started = {row["id"]: row["attempts"] for row in rows if row["attempts"] is not None}
+        completed = {row["id"] for row in rows if row["attempts"] is None}
+        return started, completed
 
     async def report_progress(
         self, job: Job, kind: RunnerKind, runner_id: str, progress: dict[str, Any]
@@ -187,22 +201,8 @@ class JobStore:
         self, job: Job, kind: RunnerKind, runner_id: str, response: dict[str, Any]
     ) -> None:
         """Mark a running job completed with its response."""
-        done = await self.complete_many(kind, runner_id, [(job.id, response)])
+        _, done = await self.start_and_complete(kind, runner_id, [], [(job.id, response)])
         _held(job.id if job.id in done else None, job)
-
-    async def complete_many(
-        self, kind: RunnerKind, runner_id: str, responses: Sequence[tuple[int, dict[str, Any]]]
-    ) -> set[int]:
-        """Mark running jobs completed, each with its response; return the ids completed."""
-        check_transition(kind.running, JobStatus.COMPLETED)
-        rows = await self.pool.fetch(
-            q.JOB_COMPLETE_MANY,
-            [job_id for job_id, _ in responses],
-            [response for _, response in responses],
-            kind.running,
-            runner_id,
-        )
-        return {row["id"] for row in rows}
 
     async def fail(
         self,

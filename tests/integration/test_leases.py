@@ -181,17 +181,17 @@ async def test_a_start_that_fails_while_the_database_is_down_is_retried_not_left
     # The start was sent while the database was unreachable. Left to its lease (60 s by
     # default) the job would wait a whole lease after a blip of a second or two.
     job = await store.create("noop", {})
-    start_many = store.start_many
+    start_and_complete = store.start_and_complete
     failures = 3
 
-    async def flaky(*args: Any) -> dict[int, int]:
+    async def flaky(*args: Any) -> tuple[dict[int, int], set[int]]:
         nonlocal failures
         if failures:
             failures -= 1
             raise ConnectionResetError("database unreachable")
-        return await start_many(*args)
+        return await start_and_complete(*args)
 
-    monkeypatch.setattr(store, "start_many", flaky)
+    monkeypatch.setattr(store, "start_and_complete", flaky)
     async with running(store, config(lease=timedelta(seconds=600))):
         await eventually(lambda: _status_is(store, job.uuid, S.COMPLETED), within=10)
     assert failures == 0

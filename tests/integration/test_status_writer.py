@@ -36,18 +36,26 @@ async def writer(store: JobStore) -> AsyncIterator[StatusWriter]:
 async def test_concurrent_starts_and_completions_share_statements(
     store: JobStore, writer: StatusWriter
 ) -> None:
-    for _ in range(30):
+    for _ in range(40):
         await store.create("noop", {})
-    jobs = await store.claim(FIRST_TIME, RUNNER, 30)
-    attempts = await asyncio.gather(*(writer.start(job) for job in jobs))
-    assert attempts == [1] * 30
-    await asyncio.gather(*(writer.complete(job, FIRST_TIME, RUNNER, {"n": job.id}) for job in jobs))
+    jobs = await store.claim(FIRST_TIME, RUNNER, 40)
+    first, second = jobs[:20], jobs[20:]
+    assert await asyncio.gather(*(writer.start(job) for job in first)) == [1] * 20
+    assert writer.batches == 1
+    # The next round carries starts and completions together: one statement for 40 writes.
+    results = await asyncio.gather(
+        *(writer.start(job) for job in second),
+        *(writer.complete(job, FIRST_TIME, RUNNER, {"n": job.id}) for job in first),
+    )
+    assert results == [1] * 20 + [None] * 20
+    assert writer.batches == 2
+    await asyncio.gather(
+        *(writer.complete(job, FIRST_TIME, RUNNER, {"n": job.id}) for job in second)
+    )
     for job in jobs:
         done = await store.get(job.uuid)
         assert (done.status, done.attempts, done.runner_id) == (S.COMPLETED, 1, None)
         assert done.job_response == {"n": job.id}
-    # 60 writes; the first of each kind goes out alone, the rest gather behind it.
-    assert writer.batches <= 4
 
 
 async def test_starts_of_consumers_woken_together_go_out_in_one_statement(
@@ -104,7 +112,7 @@ async def test_a_database_error_fails_every_write_of_the_batch(
     async def failing(*_: object) -> None:
         raise error
 
-    monkeypatch.setattr(store, "start_many", failing)
+    monkeypatch.setattr(store, "start_and_complete", failing)
     results = await asyncio.gather(*(writer.start(job) for job in jobs), return_exceptions=True)
     assert all(r is error for r in results)
     monkeypatch.undo()
@@ -123,7 +131,7 @@ async def test_writes_in_flight_or_waiting_when_the_writer_stops_fail_instead_of
         sent.set()
         await asyncio.Event().wait()  # a statement that never returns
 
-    monkeypatch.setattr(store, "start_many", stuck)
+    monkeypatch.setattr(store, "start_and_complete", stuck)
     writer = StatusWriter(store, FIRST_TIME, RUNNER)
     task = asyncio.create_task(writer.run())
     in_flight = asyncio.create_task(writer.start(first))
@@ -159,7 +167,7 @@ async def test_heartbeats_never_overlap_a_batch(
 
         return call
 
-    for name in ("heartbeat", "start_many", "complete_many"):
+    for name in ("heartbeat", "start_and_complete"):
         monkeypatch.setattr(store, name, watched(name, getattr(store, name)))
     await pool.execute(
         "INSERT INTO jobs (job_type, data) SELECT 'noop', '{}' FROM generate_series(1, 1500)"
