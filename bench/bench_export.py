@@ -32,13 +32,20 @@ from connectra.objectstore import DEFAULT_PART_SIZE
 PAGE = 5000
 
 
-def psql_export(dsn: str, out: Path) -> float:
-    """Seconds for psql to copy every contact, in the export's order, to a local file."""
+def psql_export(dsn: str, out: Path | None = None) -> float:
+    """Seconds for psql to copy every contact, in the export's order, to a local file (kept
+    when `out` is given)."""
+    path = out or WORK / "export_psql.csv"
     cols = ", ".join(COLUMNS)
-    return run_psql(
-        dsn,
-        f"\\copy (SELECT {cols} FROM contacts ORDER BY uuid) TO '{out}' WITH (FORMAT csv, HEADER)",
-    )
+    try:
+        return run_psql(
+            dsn,
+            f"\\copy (SELECT {cols} FROM contacts ORDER BY uuid) TO '{path}' "
+            "WITH (FORMAT csv, HEADER)",
+        )
+    finally:
+        if out is None:
+            path.unlink(missing_ok=True)
 
 
 def s3_upload(endpoint: str, path: Path) -> dict[str, float]:

@@ -13,9 +13,12 @@ at most one write per consumer (twice `PARALLEL_JOBS`, see `runner.py`).
 
 Measured with three runner processes on two cores: one statement per round instead of one
 for the starts and one for the completions gave about 15 % more no-op jobs per second and
-used less CPU per job in the runner and in PostgreSQL. (An earlier single UPDATE with CASE
-expressions for both kinds cost PostgreSQL more than two statements, 215 vs 160 us per job;
-the two updates kept apart in one statement do not.)
+used less CPU per job in the runner and in PostgreSQL (about 80-86 against 88-90 us per job
+in the server). Earlier measurements had found one statement for both kinds costlier for
+PostgreSQL than two (215 against 160 us per job in one, 280 against 95 in another). Those ran
+before the guards were written so that no status index can serve them (see `queries.py`):
+the old guards let the planner scan a status index full of dead entries, which made a
+ten-row statement cost 1.4 ms when it was seen. The earlier runs were not repeated.
 
 Every write keeps its own guard (state and holder): a job that was not ours in the expected
 state fails with `JobLostError` alone, and a database error fails every write of its round,
