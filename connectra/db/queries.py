@@ -100,6 +100,12 @@ UNION ALL
 SELECT id, NULL FROM completed
 """
 
+# The attempt of a job this runner holds running ($2), or no row. After a start whose answer
+# was lost, this tells whether it was committed: no one else writes this runner's id.
+JOB_HELD_RUNNING_ATTEMPT = """
+SELECT attempts FROM jobs WHERE id = $1 AND status IS NOT DISTINCT FROM $2 AND runner_id = $3
+"""
+
 # Progress of a running job, merged into its job_response; also a sign of life.
 JOB_REPORT_PROGRESS = """
 UPDATE jobs
@@ -146,8 +152,8 @@ RETURNING id
 
 # Refresh the jobs this runner knows it holds ($4; $2 queued, $3 running); what is missing
 # from the result was taken away from us. A job held in the table but not known in memory
-# (its claim or start was written but the answer lost to a dropped connection) is not
-# renewed, so its lease runs out and the rescuer takes it back. Uses the primary key.
+# (its claim was written but the answer lost to a dropped connection) is not renewed, so its
+# lease runs out and the rescuer takes it back. Uses the primary key.
 JOB_HEARTBEAT = """
 UPDATE jobs
 SET heartbeat_at = now()

@@ -188,6 +188,13 @@ class JobStore:
         completed = {row["id"] for row in rows if row["attempts"] is None}
         return started, completed
 
+    async def held_running_attempt(self, job: Job, kind: RunnerKind, runner_id: str) -> int | None:
+        """The attempt number if this runner holds the job running, else None."""
+        attempt = await self.pool.fetchval(
+            q.JOB_HELD_RUNNING_ATTEMPT, job.id, kind.running, runner_id
+        )
+        return None if attempt is None else int(attempt)
+
     async def report_progress(
         self, job: Job, kind: RunnerKind, runner_id: str, progress: dict[str, Any]
     ) -> None:

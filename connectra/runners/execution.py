@@ -98,13 +98,28 @@ class Executor:
 
         While the database is unreachable the start is retried, as outcome writes are, so a
         short outage delays a job by the outage alone and not by a whole lease. The start is
-        guarded (queued and held by this runner), so a retry can never start a job twice.
-        Only if a start was committed but its answer lost does the retry find the job
-        already running: it is then left to its lease, which no heartbeat renews, and the
-        rescuer takes it back.
+        guarded (queued and held by this runner), so a retry can never start a job twice. A
+        retry that finds the job already running for this runner means an earlier try was
+        committed and only its answer lost: the job goes on with that attempt.
         """
+        may_have_committed = False
+
+        async def start() -> int:
+            nonlocal may_have_committed
+            try:
+                return await self.writer.start(job)
+            except DATABASE_DOWN:
+                may_have_committed = True
+                raise
+            except JobLostError:
+                if may_have_committed:
+                    attempt = await self.store.held_running_attempt(job, self.kind, self.runner_id)
+                    if attempt is not None:
+                        return attempt
+                raise
+
         try:
-            return await self._retry_while_database_down(lambda: self.writer.start(job))
+            return await self._retry_while_database_down(start)
         except JobLostError:
             log.info("job %s left the queue before it started (cancelled or rescued)", job.uuid)
         except DATABASE_DOWN as exc:

@@ -205,3 +205,29 @@ async def _status_is(store: JobStore, uuid: object, status: JobStatus) -> bool:
 
 async def _no_running(runner: object) -> bool:
     return not runner.executor.running  # type: ignore[attr-defined]
+
+
+async def test_a_start_committed_whose_answer_was_lost_goes_on_without_waiting_for_the_lease(
+    store: JobStore, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The connection dropped after the start was committed: the retry finds the job already
+    # running for this runner. Left to its lease (600 s here) the job would wait; it must
+    # go on with the attempt that was committed, and run once.
+    job = await store.create("noop", {})
+    start_and_complete = store.start_and_complete
+    lost = 1
+
+    async def answer_lost(*args: Any) -> tuple[dict[int, int], set[int]]:
+        nonlocal lost
+        result = await start_and_complete(*args)
+        if lost and result[0]:
+            lost -= 1
+            raise ConnectionResetError("connection lost after the commit")
+        return result
+
+    monkeypatch.setattr(store, "start_and_complete", answer_lost)
+    async with running(store, config(lease=timedelta(seconds=600))):
+        await eventually(lambda: _status_is(store, job.uuid, S.COMPLETED), within=10)
+    assert lost == 0
+    done = await store.get(job.uuid)
+    assert (done.attempts, done.rescue_count) == (1, 0)
