@@ -175,21 +175,31 @@ async def test_a_runner_that_cannot_heartbeat_gives_up_its_jobs_before_the_lease
         await eventually(lambda: _no_running(runner), within=3)
 
 
+@pytest.mark.parametrize(
+    ("failures", "after_commit"),
+    [(3, False), (1, True)],
+    ids=["database-down-before-the-start", "answer-lost-after-the-commit"],
+)
 async def test_a_start_that_fails_while_the_database_is_down_is_retried_not_left_to_the_lease(
-    store: JobStore, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+    store: JobStore, monkeypatch: pytest.MonkeyPatch, failures: int, after_commit: bool
 ) -> None:
-    # The start was sent while the database was unreachable. Left to its lease (60 s by
-    # default) the job would wait a whole lease after a blip of a second or two.
+    # The start met an unreachable database: either before it reached the server, or after
+    # its commit, with the answer lost with the connection (the retry then finds the job
+    # already running for this runner). Left to its lease (600 s here) the job would wait a
+    # whole lease after a blip of a second or two; it must go on, and run once.
     job = await store.create("noop", {})
     start_and_complete = store.start_and_complete
-    failures = 3
 
     async def flaky(*args: Any) -> tuple[dict[int, int], set[int]]:
         nonlocal failures
-        if failures:
+        if failures and not after_commit:
             failures -= 1
             raise ConnectionResetError("database unreachable")
-        return await start_and_complete(*args)
+        result = await start_and_complete(*args)
+        if failures and result[0]:
+            failures -= 1
+            raise ConnectionResetError("connection lost after the commit")
+        return result
 
     monkeypatch.setattr(store, "start_and_complete", flaky)
     async with running(store, config(lease=timedelta(seconds=600))):
@@ -205,29 +215,3 @@ async def _status_is(store: JobStore, uuid: object, status: JobStatus) -> bool:
 
 async def _no_running(runner: object) -> bool:
     return not runner.executor.running  # type: ignore[attr-defined]
-
-
-async def test_a_start_committed_whose_answer_was_lost_goes_on_without_waiting_for_the_lease(
-    store: JobStore, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The connection dropped after the start was committed: the retry finds the job already
-    # running for this runner. Left to its lease (600 s here) the job would wait; it must
-    # go on with the attempt that was committed, and run once.
-    job = await store.create("noop", {})
-    start_and_complete = store.start_and_complete
-    lost = 1
-
-    async def answer_lost(*args: Any) -> tuple[dict[int, int], set[int]]:
-        nonlocal lost
-        result = await start_and_complete(*args)
-        if lost and result[0]:
-            lost -= 1
-            raise ConnectionResetError("connection lost after the commit")
-        return result
-
-    monkeypatch.setattr(store, "start_and_complete", answer_lost)
-    async with running(store, config(lease=timedelta(seconds=600))):
-        await eventually(lambda: _status_is(store, job.uuid, S.COMPLETED), within=10)
-    assert lost == 0
-    done = await store.get(job.uuid)
-    assert (done.attempts, done.rescue_count) == (1, 0)
