@@ -74,8 +74,8 @@ class Executor:
     async def execute(self, job: Job, handler_done: Callable[[], None] = lambda: None) -> None:
         """Start the job and run it to one recorded outcome.
 
-        `handler_done` is called once the handler has ended (or the job could not start),
-        before the outcome is written: the caller may then let another job run.
+        `handler_done` is called once the handler has ended, before the outcome is written:
+        the caller may then let another job run.
         """
         self.starting.add(job.id)
         try:
