@@ -1,12 +1,16 @@
 """API create: requests/s and latency percentiles of POST /common/jobs/create under wrk at 50
-and 200 connections, vs a bare aiohttp handler (bare_api.py) on the same machine."""
+and 200 connections, vs a bare aiohttp handler (bare_api.py) on the same machine; then, for
+both, the latency of an open-loop load at half the create rate wrk measured (openloop.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import os
 import re
 import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from common import (
@@ -25,12 +29,15 @@ from common import (
 )
 
 KEY = "bench-key"
+BODY = '{"job_type": "noop", "job_data": {}, "retry_count": 0}'
+# The open-loop point: this share of the create rate measured at 200 connections.
+OPEN_LOOP_SHARE = 0.5
 LUA = """\
 wrk.method = "POST"
-wrk.body = '{"job_type": "noop", "job_data": {}, "retry_count": 0}'
+wrk.body = 'BODY'
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["X-API-Key"] = "KEY"
-""".replace("KEY", KEY)
+""".replace("KEY", KEY).replace("BODY", BODY)
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
 
 
@@ -70,33 +77,48 @@ def wrk(port: int, connections: int, seconds: int) -> dict[str, float]:
     return figures
 
 
+def open_loop(port: int, connections: int, rate: float, seconds: int) -> dict[str, float]:
+    out = subprocess.run(
+        [
+            PYTHON,
+            str(BENCH_DIR / "openloop.py"),
+            str(port),
+            "/common/jobs/create",
+            BODY,
+            KEY,
+            str(connections),
+            str(rate),
+            str(seconds),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=seconds + 120,
+    ).stdout
+    return dict(json.loads(out))
+
+
 async def run(quick: bool) -> Result:
     seconds = 5 if quick else 15
     result = Result("api_create", details={"seconds_per_point": seconds})
     d = result.details
     async with bench_database("api") as dsn:
         for name in ("bare", "connectra"):
-            port = free_port()
-            if name == "bare":
-                args, env, ready = [PYTHON, str(BENCH_DIR / "bare_api.py"), str(port)], None, "bare"
-            else:
-                args = [PYTHON, "-m", "connectra", "api"]
-                env = product_env(dsn, API_KEYS=KEY, API_PORT=port, LOG_LEVEL="WARNING")
-                ready = None
-            with children() as procs:
-                server = start(f"api_{name}", args, env)
-                procs.append(server)
-                if ready:
-                    await wait_log(server, ready)
-                await _wait_port(port)
+            async with _server(name, dsn) as (port, pid):
                 for conns in (50, 200):
                     log(f"api: {name}, {conns} connections, {seconds}s")
-                    cpu = _cpu_seconds(server.proc.pid)
+                    cpu = _cpu_seconds(pid)
                     point = await asyncio.to_thread(wrk, port, conns, seconds)
-                    used = _cpu_seconds(server.proc.pid) - cpu
+                    used = _cpu_seconds(pid) - cpu
                     point["server_cpu_ms_per_req"] = 1000 * used / (point["rps"] * seconds)
                     point["server_cpu_util"] = used / seconds
                     d[f"{name}_c{conns}"] = point
+        rate = max(100.0, round(OPEN_LOOP_SHARE * d["connectra_c200"]["rps"], -2))
+        d["open_loop_rate"] = rate
+        for name in ("bare", "connectra"):
+            async with _server(name, dsn) as (port, _):
+                log(f"api: {name}, open loop, 200 connections, {rate:.0f} req/s, {seconds}s")
+                d[f"{name}_open"] = await asyncio.to_thread(open_loop, port, 200, rate, seconds)
     for conns in (50, 200):
         ours, bare = d[f"connectra_c{conns}"], d[f"bare_c{conns}"]
         result.figures += [
@@ -117,7 +139,37 @@ async def run(quick: bool) -> Result:
                 ours["p99_ms"] < 10 if conns == 200 else None,
             ),
         ]
+    ours, bare = d["connectra_open"], d["bare_open"]
+    result.figures.append(
+        Figure(
+            f"create p99 @200 conns, open loop {rate:.0f} req/s",
+            ours["p99_ms"],
+            "ms",
+            "bare aiohttp p99, same load",
+            bare["p99_ms"],
+        )
+    )
     return result
+
+
+@contextlib.asynccontextmanager
+async def _server(name: str, dsn: str) -> AsyncIterator[tuple[int, int]]:
+    """The bare handler or `connectra api` on a free port, for the duration of the block;
+    yields the port and the server's pid."""
+    port = free_port()
+    if name == "bare":
+        args, env, ready = [PYTHON, str(BENCH_DIR / "bare_api.py"), str(port)], None, "bare"
+    else:
+        args = [PYTHON, "-m", "connectra", "api"]
+        env = product_env(dsn, API_KEYS=KEY, API_PORT=port, LOG_LEVEL="WARNING")
+        ready = None
+    with children() as procs:
+        server = start(f"api_{name}", args, env)
+        procs.append(server)
+        if ready:
+            await wait_log(server, ready)
+        await _wait_port(port)
+        yield port, server.proc.pid
 
 
 def _cpu_seconds(pid: int) -> float:
