@@ -100,11 +100,9 @@ UNION ALL
 SELECT id, NULL FROM completed
 """
 
-# The attempt of a job this runner holds running ($2), or no row. After a start whose answer
-# was lost, this tells whether it was committed: no one else writes this runner's id.
-JOB_HELD_RUNNING_ATTEMPT = """
-SELECT attempts FROM jobs WHERE id = $1 AND status IS NOT DISTINCT FROM $2 AND runner_id = $3
-"""
+# Where a job stands: after a write whose answer was lost with the connection, this tells
+# whether the write was committed. Primary key.
+JOB_STATE = "SELECT status, attempts, runner_id FROM jobs WHERE id = $1"
 
 # Progress of a running job, merged into its job_response; also a sign of life.
 JOB_REPORT_PROGRESS = """

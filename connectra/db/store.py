@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import asyncpg
@@ -27,6 +27,14 @@ from connectra.jobs import (
     result_files,
 )
 from connectra.rescue import Rescue
+
+
+class JobState(NamedTuple):
+    """A job's status, attempt count and holder, read on their own."""
+
+    status: JobStatus
+    attempts: int
+    runner_id: str | None
 
 
 def job_from_row(row: Mapping[str, Any]) -> Job:
@@ -188,12 +196,12 @@ class JobStore:
         completed = {row["id"] for row in rows if row["attempts"] is None}
         return started, completed
 
-    async def held_running_attempt(self, job: Job, kind: RunnerKind, runner_id: str) -> int | None:
-        """The attempt number if this runner holds the job running, else None."""
-        attempt = await self.pool.fetchval(
-            q.JOB_HELD_RUNNING_ATTEMPT, job.id, kind.running, runner_id
-        )
-        return None if attempt is None else int(attempt)
+    async def state(self, job: Job) -> JobState | None:
+        """Where the job stands now (status, attempts, holder); None if it is gone."""
+        row = await self.pool.fetchrow(q.JOB_STATE, job.id)
+        if row is None:
+            return None
+        return JobState(JobStatus(row["status"]), row["attempts"], row["runner_id"])
 
     async def report_progress(
         self, job: Job, kind: RunnerKind, runner_id: str, progress: dict[str, Any]

@@ -18,7 +18,7 @@ from connectra.db.pool import DATABASE_DOWN
 from connectra.db.store import JobStore
 from connectra.errors import ConnectraError, JobLostError
 from connectra.failures import JobTimeoutError, error_code, failure_response, is_transient
-from connectra.jobs import Job, RunnerKind
+from connectra.jobs import Job, JobStatus, RunnerKind
 from connectra.logs import BoundLogger
 from connectra.processors.base import JobContext, JobTypeRegistry, Services
 from connectra.retry import RetryPolicy
@@ -100,36 +100,38 @@ class Executor:
         short outage delays a job by the outage alone and not by a whole lease. The start is
         guarded (queued and held by this runner), so a retry can never start a job twice. A
         retry that finds the job already running for this runner means an earlier try was
-        committed and only its answer lost: the job goes on with that attempt.
+        committed and only its answer lost (no one else writes this runner's id): the job
+        goes on with that attempt.
         """
-        may_have_committed = False
 
-        async def start() -> int:
-            nonlocal may_have_committed
-            try:
-                return await self.writer.start(job)
-            except DATABASE_DOWN:
-                may_have_committed = True
-                raise
-            except JobLostError:
-                if may_have_committed:
-                    attempt = await self.store.held_running_attempt(job, self.kind, self.runner_id)
-                    if attempt is not None:
-                        return attempt
-                raise
+        async def committed() -> int | None:
+            state = await self.store.state(job)
+            if state and (state.status, state.runner_id) == (self.kind.running, self.runner_id):
+                return state.attempts
+            return None
 
         try:
-            return await self._retry_while_database_down(start)
+            return await self._retry_while_database_down(lambda: self.writer.start(job), committed)
         except JobLostError:
             log.info("job %s left the queue before it started (cancelled or rescued)", job.uuid)
         except DATABASE_DOWN as exc:
             log.warning("could not start job %s: %s", job.uuid, exc)
         return None
 
-    async def _retry_while_database_down(self, call: Callable[[], Awaitable[T]]) -> T:
+    async def _retry_while_database_down(
+        self,
+        call: Callable[[], Awaitable[T]],
+        committed: Callable[[], Awaitable[T | None]] | None = None,
+    ) -> T:
         """`call()`, again with backoff while the database is unreachable, until the lease may
-        have run out (fenced): then the last such error is raised."""
+        have run out (fenced): then the last such error is raised.
+
+        A guarded write retried after its answer was lost fails its guard if the lost try was
+        committed. So after such a retry fails with `JobLostError`, `committed()` is asked
+        for the committed try's result (None: it was not committed, and the error stands).
+        """
         delay = WRITE_RETRY_FIRST
+        retried = False
         while True:
             try:
                 return await call()
@@ -138,6 +140,13 @@ class Executor:
                     raise
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, WRITE_RETRY_MAX)
+                retried = True
+            except JobLostError:
+                if retried and committed is not None:
+                    result = await committed()
+                    if result is not None:
+                        return result
+                raise
 
     async def _await_outcome(self, execution: Execution, handler_done: Callable[[], None]) -> None:
         """Wait for the handler and record what came of it."""
@@ -203,7 +212,7 @@ class Executor:
         """Mark the job completed with what the handler returned."""
         response: dict[str, Any] = {"runtime_errors": [], "messages": "job completed"}
         response.update(result or {})
-        if await self._persist(ctx, self.writer.complete, response):
+        if await self._persist(ctx, self.writer.complete, response, JobStatus.COMPLETED):
             ctx.log.info("job completed", extra={"action": "job_complete"})
 
     async def _record_failure(self, ctx: JobContext, exc: Exception) -> None:
@@ -244,12 +253,26 @@ class Executor:
         ctx: JobContext,
         write: Callable[[Job, RunnerKind, str, dict[str, Any]], Awaitable[None]],
         response: dict[str, Any],
+        outcome: JobStatus | None = None,
     ) -> bool:
-        """Write an outcome, retrying while the database is down and the lease is still ours."""
+        """Write an outcome, retrying while the database is down and the lease is still ours.
+
+        `outcome`, when only this attempt can have written it (`completed`: no rescue does),
+        lets a retry whose first try was committed with its answer lost count as recorded.
+        """
+
+        async def call() -> bool:
+            await write(ctx.job, self.kind, self.runner_id, response)
+            return True
+
+        async def committed() -> bool | None:
+            state = await self.store.state(ctx.job)
+            if state and (state.status, state.attempts) == (outcome, ctx.attempt):
+                return True
+            return None
+
         try:
-            await self._retry_while_database_down(
-                lambda: write(ctx.job, self.kind, self.runner_id, response)
-            )
+            await self._retry_while_database_down(call, committed if outcome else None)
         except ConnectraError as exc:
             ctx.log.error("could not record the outcome: %s", exc.render())
             return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -215,3 +216,35 @@ async def _status_is(store: JobStore, uuid: object, status: JobStatus) -> bool:
 
 async def _no_running(runner: object) -> bool:
     return not runner.executor.running  # type: ignore[attr-defined]
+
+
+async def test_a_completion_committed_whose_answer_was_lost_counts_as_recorded(
+    store: JobStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The retry of the completion fails its guard (the job is completed already): that is
+    # this attempt's own completion, not a lost job, and must not be reported as a failure.
+    job = await store.create("noop", {})
+    start_and_complete = store.start_and_complete
+    failures = 1
+
+    async def flaky(*args: Any) -> tuple[dict[int, int], set[int]]:
+        nonlocal failures
+        result = await start_and_complete(*args)
+        if failures and result[1]:
+            failures -= 1
+            raise ConnectionResetError("connection lost after the commit")
+        return result
+
+    monkeypatch.setattr(store, "start_and_complete", flaky)
+    with caplog.at_level(logging.INFO, logger="connectra.runners.execution"):
+        async with running(store, config(lease=timedelta(seconds=600))):
+            await eventually(lambda: _status_is(store, job.uuid, S.COMPLETED), within=10)
+            await eventually(lambda: _logged(caplog, "job completed"), within=5)
+    assert failures == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    done = await store.get(job.uuid)
+    assert (done.attempts, done.rescue_count) == (1, 0)
+
+
+async def _logged(caplog: pytest.LogCaptureFixture, message: str) -> bool:
+    return any(r.getMessage() == message for r in caplog.records)
