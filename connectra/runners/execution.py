@@ -157,14 +157,13 @@ class Executor:
             me = asyncio.current_task()
             if execution.stop_reason is None or (me is not None and me.cancelling()):
                 raise  # the runner itself is stopping: the caller hands the job back
-            handler_done()
-            await self._record_stop(ctx, execution.stop_reason)
+            record = self._record_stop(ctx, execution.stop_reason)
         except Exception as exc:
-            handler_done()
-            await self._record_failure(ctx, exc)
+            record = self._record_failure(ctx, exc)
         else:
-            handler_done()
-            await self._record_success(ctx, result)
+            record = self._record_success(ctx, result)
+        handler_done()
+        await record
 
     async def _run_handler(self, ctx: JobContext) -> dict[str, Any] | None:
         """The job type's handler, within its soft and hard time limits."""

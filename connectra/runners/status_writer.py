@@ -115,6 +115,7 @@ class StatusWriter:
             return  # every waiter left (cancelled)
         self.batches += 1
         responses = [(job_id, write.response) for job_id, write in completions.items()]
+        writes: list[_Write[Any]] = [*starts.values(), *completions.values()]
         try:
             started, completed = await self.store.start_and_complete(
                 self.kind, self.runner_id, list(starts), responses
@@ -122,12 +123,11 @@ class StatusWriter:
         except Exception as exc:
             # Each waiter handles the error as it would for a write of its own (retry while
             # the database is down, give up otherwise); the writer goes on.
-            _settle_all([*starts.values(), *completions.values()], exc)
+            _settle_all(writes, exc)
             return
         except BaseException:
             # Cancelled mid-statement: nobody may wait forever on these writes.
-            lost = JobLostError("the runner stopped during this write")
-            _settle_all([*starts.values(), *completions.values()], lost)
+            _settle_all(writes, JobLostError("the runner stopped during this write"))
             raise
         for job_id, start in starts.items():
             _resolve(start, job_id in started, started.get(job_id, 0))

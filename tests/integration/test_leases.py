@@ -176,6 +176,39 @@ async def test_a_runner_that_cannot_heartbeat_gives_up_its_jobs_before_the_lease
         await eventually(lambda: _no_running(runner), within=3)
 
 
+STARTS, COMPLETIONS = 0, 1  # the two halves of a status writer round's result
+
+
+class FlakyRounds:
+    """The status writer's statement fails `failures` times with a dropped connection: before
+    it reaches the server, or after its commit (the answer lost), in rounds whose result holds
+    starts or completions (`of`)."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        monkeypatch: pytest.MonkeyPatch,
+        failures: int,
+        *,
+        after_commit: bool,
+        of: int,
+    ) -> None:
+        self.failures = failures
+        real = store.start_and_complete
+
+        async def flaky(*args: Any) -> tuple[dict[int, int], set[int]]:
+            if self.failures and not after_commit:
+                self.failures -= 1
+                raise ConnectionResetError("database unreachable")
+            result = await real(*args)
+            if self.failures and result[of]:
+                self.failures -= 1
+                raise ConnectionResetError("connection lost after the commit")
+            return result
+
+        monkeypatch.setattr(store, "start_and_complete", flaky)
+
+
 @pytest.mark.parametrize(
     ("failures", "after_commit"),
     [(3, False), (1, True)],
@@ -189,23 +222,10 @@ async def test_a_start_that_fails_while_the_database_is_down_is_retried_not_left
     # already running for this runner). Left to its lease (600 s here) the job would wait a
     # whole lease after a blip of a second or two; it must go on, and run once.
     job = await store.create("noop", {})
-    start_and_complete = store.start_and_complete
-
-    async def flaky(*args: Any) -> tuple[dict[int, int], set[int]]:
-        nonlocal failures
-        if failures and not after_commit:
-            failures -= 1
-            raise ConnectionResetError("database unreachable")
-        result = await start_and_complete(*args)
-        if failures and result[0]:
-            failures -= 1
-            raise ConnectionResetError("connection lost after the commit")
-        return result
-
-    monkeypatch.setattr(store, "start_and_complete", flaky)
+    flaky = FlakyRounds(store, monkeypatch, failures, after_commit=after_commit, of=STARTS)
     async with running(store, config(lease=timedelta(seconds=600))):
         await eventually(lambda: _status_is(store, job.uuid, S.COMPLETED), within=10)
-    assert failures == 0
+    assert flaky.failures == 0
     done = await store.get(job.uuid)
     assert (done.attempts, done.rescue_count) == (1, 0)
 
@@ -224,23 +244,12 @@ async def test_a_completion_committed_whose_answer_was_lost_counts_as_recorded(
     # The retry of the completion fails its guard (the job is completed already): that is
     # this attempt's own completion, not a lost job, and must not be reported as a failure.
     job = await store.create("noop", {})
-    start_and_complete = store.start_and_complete
-    failures = 1
-
-    async def flaky(*args: Any) -> tuple[dict[int, int], set[int]]:
-        nonlocal failures
-        result = await start_and_complete(*args)
-        if failures and result[1]:
-            failures -= 1
-            raise ConnectionResetError("connection lost after the commit")
-        return result
-
-    monkeypatch.setattr(store, "start_and_complete", flaky)
+    flaky = FlakyRounds(store, monkeypatch, 1, after_commit=True, of=COMPLETIONS)
     with caplog.at_level(logging.INFO, logger="connectra.runners.execution"):
         async with running(store, config(lease=timedelta(seconds=600))):
             await eventually(lambda: _status_is(store, job.uuid, S.COMPLETED), within=10)
             await eventually(lambda: _logged(caplog, "job completed"), within=5)
-    assert failures == 0
+    assert flaky.failures == 0
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     done = await store.get(job.uuid)
     assert (done.attempts, done.rescue_count) == (1, 0)
