@@ -32,42 +32,10 @@ ORDER BY id DESC
 LIMIT $3
 """
 
-# The first_time claim. Uses jobs_claim_open_idx, then the primary key. The CTE fences the
-# LIMIT so the planner cannot update more rows than asked for; SKIP LOCKED lets runners claim
-# side by side. The picked ids are handed to the update as an array, not joined: a join's
-# plan follows the planner's guess of how many rows LIMIT $1 yields, and the generic plan of
-# this prepared statement guesses a tenth of all open jobs, then hashes the whole table for
-# every claim (14 ms for 50 of 50,000 jobs, against 0.3 ms). `= ANY(array)` is a primary-key
-# lookup under any guess.
-JOB_CLAIM_OPEN = """
-WITH picked AS (
-    SELECT id FROM jobs
-    WHERE status = 'open'
-    ORDER BY id
-    LIMIT $1
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE jobs
-SET status = 'in_queue', runner_id = $2, heartbeat_at = now(), updated_at = now()
-WHERE id = ANY(ARRAY(SELECT id FROM picked))
-RETURNING *
-"""
-
-# The retry claim: failed jobs that are due and still have retries left.
-# Uses jobs_claim_retry_idx, then the primary key (an array, as in the first_time claim).
-JOB_CLAIM_RETRY = """
-WITH picked AS (
-    SELECT id FROM jobs
-    WHERE status = 'failed' AND run_after <= now() AND attempts <= retry_count
-    ORDER BY run_after, id
-    LIMIT $1
-    FOR UPDATE SKIP LOCKED
-)
-UPDATE jobs
-SET status = 'retry_in_queued', runner_id = $2, heartbeat_at = now(), updated_at = now()
-WHERE id = ANY(ARRAY(SELECT id FROM picked))
-RETURNING *
-"""
+# The two claims (up to $1 jobs for runner $2) are SQL functions that fix their own plan:
+# migrations/0006_claim_functions.sql.
+JOB_CLAIM_OPEN = "SELECT * FROM claim_open_jobs($1, $2)"
+JOB_CLAIM_RETRY = "SELECT * FROM claim_due_retries($1, $2)"
 
 # Seconds until the earliest failed job becomes due (negative: overdue; NULL: none).
 # Uses jobs_claim_retry_idx.
