@@ -6,8 +6,10 @@
 -- for 100 of 20,000 jobs; 40-78 ms of 200,000) or, on a table it took for empty, scanned the
 -- whole table, on every claim until the next ANALYZE, against 1-2 ms. With sorts, bitmap
 -- scans and sequential scans off inside the function, the ordered index scan and the
--- primary-key lookup are the plan left. A SQL function's statement is planned at each call,
--- with the arguments known.
+-- primary-key lookup are the plan left. A SQL function's statement is planned at each call
+-- (about 0.2-0.3 ms), with the arguments and the table's current size known. A PL/pgSQL
+-- function keeps one plan for the session instead: kept from an empty table, it looked the
+-- claimed ids up through jobs_type_list_idx, 130-190 ms per claim out of 200,000 jobs.
 --
 -- Each claim: the CTE fences the LIMIT so that no more rows are updated than asked for, and
 -- SKIP LOCKED lets runners claim side by side. The picked ids reach the update as an array,
