@@ -1,5 +1,5 @@
-"""The runner's hot statements find their rows by primary key, whatever the statistics say
-and whichever plan (custom or generic) PostgreSQL picks for them."""
+"""The runner's hot statements read only about the rows they write, whatever the statistics
+say and whichever plan (custom or generic) PostgreSQL keeps for them."""
 
 from __future__ import annotations
 
@@ -19,26 +19,22 @@ RUNNER = "plans-test"
 STATUS_INDEXES = {"jobs_status_list_idx", "jobs_heartbeat_idx", "jobs_finished_idx"}
 
 
-def _nodes(plan: Any) -> list[dict[str, Any]]:
-    """Every node of an `EXPLAIN (FORMAT JSON)` plan."""
+async def _indexes_used(pool: asyncpg.Pool, sql: str, *args: Any) -> set[str]:
+    """Every index the plan of `sql` scans (custom plan: the arguments are known)."""
+    async with pool.acquire() as conn, conn.transaction():
+        plan = await conn.fetchval("EXPLAIN (FORMAT JSON) " + sql, *args)
     if isinstance(plan, str):
         plan = json.loads(plan)
-    found: list[dict[str, Any]] = []
+    found: set[str] = set()
 
     def walk(node: dict[str, Any]) -> None:
-        found.append(node)
+        if "Index Name" in node:
+            found.add(node["Index Name"])
         for child in node.get("Plans", []):
             walk(child)
 
     walk(plan[0]["Plan"])
     return found
-
-
-async def _indexes_used(pool: asyncpg.Pool, sql: str, *args: Any) -> set[str]:
-    """Every index the plan of `sql` scans (custom plan: the arguments are known)."""
-    async with pool.acquire() as conn, conn.transaction():
-        plan = await conn.fetchval("EXPLAIN (FORMAT JSON) " + sql, *args)
-    return {node["Index Name"] for node in _nodes(plan) if "Index Name" in node}
 
 
 async def test_batched_starts_and_completions_use_the_primary_key_when_statistics_lag(
