@@ -32,7 +32,7 @@ ORDER BY id DESC
 LIMIT $3
 """
 
-# The two claims (up to $1 jobs for runner $2) are SQL functions that fix their own plan:
+# The two claims (up to $1 jobs for runner $2) are PL/pgSQL functions that fix their own plan:
 # migrations/0006_claim_functions.sql.
 JOB_CLAIM_OPEN = "SELECT * FROM claim_open_jobs($1, $2)"
 JOB_CLAIM_RETRY = "SELECT * FROM claim_due_retries($1, $2)"
