@@ -40,10 +40,13 @@ class BackendCpu:
 
     Samples `pg_stat_activity` and /proc every 0.1 s (the server runs on this machine): a
     backend's CPU before its first sample or after its last one is missed, a few ms each.
+    `exclude` names backends that are not the contender's (the benchmark's own connection,
+    which inserts the jobs and polls for their completion).
     """
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, exclude: frozenset[int] = frozenset()) -> None:
         self.dsn = dsn
+        self.exclude = exclude
         self.seconds = 0.0
         self._seen: dict[int, list[float]] = {}
         self._stop = asyncio.Event()
@@ -62,14 +65,14 @@ class BackendCpu:
         self.seconds = sum(last - first for first, last in self._seen.values())
 
     async def _sample(self, conn: asyncpg.Connection) -> None:
-        me = conn.get_server_pid()
+        skip = self.exclude | {conn.get_server_pid()}
         try:
             while True:
                 rows = await conn.fetch(
                     "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
                 )
                 for row in rows:
-                    used = cpu_seconds(row["pid"]) if row["pid"] != me else None
+                    used = cpu_seconds(row["pid"]) if row["pid"] not in skip else None
                     if used is not None:
                         self._seen.setdefault(row["pid"], [used, used])[1] = used
                 if self._stop.is_set():
