@@ -7,9 +7,10 @@ consumers leave, busy ones get a grace period, and everything still held goes ba
 
 At most `concurrency` handlers run at once: a consumer takes a job only with one of that many
 handler slots, and gives the slot back as soon as the handler is done, before the job's
-outcome is written. So there are twice as many consumers as slots: while some write outcomes
-(a round trip and a commit), others already run the next jobs. Short jobs no longer wait for
-their own bookkeeping, and the status writer's rounds grow with the load.
+outcome is written. So there are three consumers per slot: while some write outcomes (a round
+trip and a commit) or finish after one (the status writer tells a round's completions only
+once the next round is on its way), others already run the next jobs. Short jobs do not wait
+for their own bookkeeping, and the status writer's rounds grow with the load.
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ FINAL_WRITE_TIMEOUT = 5.0
 # Without a successful heartbeat for this share of the lease, a runner gives up its jobs
 # before anyone can rescue them, so a job never runs on two runners at once.
 FENCE_SHARE = 0.75
-# Consumers per handler slot: the second writes one job's outcome while the first runs the next.
-CONSUMERS_PER_SLOT = 2
+# Consumers per handler slot: one runs a job while the others wait for the writes of the jobs
+# it ran before (a completion is told one round after it was committed, see status_writer.py).
+CONSUMERS_PER_SLOT = 3
 # Wake a little after a retry falls due, so the claim's `run_after <= now()` holds.
 DUE_SLACK = 0.01
 

@@ -9,7 +9,14 @@ one round instead of the first of them going out alone and the rest in the next 
 without it: rounds of 1 and 9 rows in turn, and about 30 % fewer no-op jobs per second). An
 idle runner's write goes out at once, so this adds no latency; a busy runner commits once per
 round instead of twice per job. Each consumer waits for at most one write, so a round holds
-at most one write per consumer (twice `PARALLEL_JOBS`, see `runner.py`).
+at most one write per consumer (three times `PARALLEL_JOBS`, see `runner.py`).
+
+A round's completions are told to their waiters when the next round goes out (or, when none
+follows, after `ANSWER_PASSES` passes of the event loop, no timer): what a completion's waiter
+still does (a log line, then back to the queue for a slot) then runs while the next statement
+is in flight instead of delaying it. Starts are told at once: their handlers are what the next
+round waits for. Measured with one runner process draining no-op jobs, in four interleaved
+pairs: 5,383-7,035 against 5,281-6,481 jobs/s (medians 6,933 and 5,928).
 
 Measured with three runner processes on two cores: one statement per round instead of one
 for the starts and one for the completions gave about 15 % more no-op jobs per second and
@@ -42,6 +49,9 @@ from connectra.jobs import Job, RunnerKind
 
 T = TypeVar("T")
 
+# Passes of the event loop a round's completions wait to be told with the next round (below).
+ANSWER_PASSES = 4
+
 
 @dataclass(slots=True)
 class _Write(Generic[T]):
@@ -62,6 +72,7 @@ class StatusWriter:
         self._starts: dict[int, _Write[int]] = {}
         self._completions: dict[int, _Write[None]] = {}
         self._heartbeat: tuple[set[int], asyncio.Future[dict[int, bool]]] | None = None
+        self._answers: list[tuple[_Write[None], bool]] = []  # committed, not yet told
         self._waiting = asyncio.Event()
         self.batches = 0  # statements sent, for tests and metrics
 
@@ -95,15 +106,36 @@ class StatusWriter:
         """Send waiting writes as they come, until cancelled; writes left then fail."""
         try:
             while True:
-                await self._waiting.wait()
-                await asyncio.sleep(0)  # let the writes of consumers woken with it join
-                self._waiting.clear()
+                await self._gather()
                 starts, self._starts = self._starts, {}
                 completions, self._completions = self._completions, {}
                 await self._send(starts, completions)
                 await self._send_heartbeat()
         finally:
+            self._tell_answers()  # committed: their waiters get the real outcome
             self._fail_all(JobLostError("the runner stopped before this write was sent"))
+
+    async def _gather(self) -> None:
+        """Wait until writes are waiting, and let the writes of consumers woken with them join.
+
+        Completions answered by the last round are told when the next round goes out, or
+        after `ANSWER_PASSES` passes of the event loop if none comes by then.
+        """
+        for _ in range(ANSWER_PASSES):
+            if self._waiting.is_set() or not self._answers:
+                break
+            await asyncio.sleep(0)
+        if not self._waiting.is_set():
+            self._tell_answers()
+            await self._waiting.wait()
+        await asyncio.sleep(0)  # let the writes of consumers woken with it join
+        self._waiting.clear()
+
+    def _tell_answers(self) -> None:
+        """Give the completions answered by the last round their results."""
+        answers, self._answers = self._answers, []
+        for completion, done in answers:
+            _resolve(completion, done, None)
 
     async def _send(
         self, starts: dict[int, _Write[int]], completions: dict[int, _Write[None]]
@@ -116,6 +148,9 @@ class StatusWriter:
         self.batches += 1
         responses = [(job_id, write.response) for job_id, write in completions.items()]
         writes: list[_Write[Any]] = [*starts.values(), *completions.values()]
+        # The last round's completions are told now: their waiters (a log line each, then
+        # back to the queue) run while this statement is in flight, not before it goes out.
+        self._tell_answers()
         try:
             started, completed = await self.store.start_and_complete(
                 self.kind, self.runner_id, list(starts), responses
@@ -131,8 +166,7 @@ class StatusWriter:
             raise
         for job_id, start in starts.items():
             _resolve(start, job_id in started, started.get(job_id, 0))
-        for job_id, completion in completions.items():
-            _resolve(completion, job_id in completed, None)
+        self._answers = [(w, job_id in completed) for job_id, w in completions.items()]
 
     async def _send_heartbeat(self) -> None:
         """The waiting heartbeat, if any; its result or error goes to its caller."""
@@ -142,6 +176,7 @@ class StatusWriter:
         self._heartbeat = None
         if future.done():
             return
+        self._tell_answers()
         try:
             held = await self.store.heartbeat(self.kind, self.runner_id, job_ids)
         except Exception as exc:

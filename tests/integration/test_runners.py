@@ -348,12 +348,12 @@ async def test_handlers_never_outnumber_parallel_jobs_nor_waiting_writes_the_con
         await store.create("probe", {})
     async with running(store, config(concurrency=2), probe.registry()) as (runner, _):
         release = hold_completions(runner, monkeypatch)
-        await eventually(probe.has_run(4))
+        await eventually(probe.has_run(6))
         await asyncio.sleep(0.2)
-        # Two slots, four consumers: two handlers at a time, and once four jobs wait for their
-        # writes no consumer is left to take a fifth.
-        assert (probe.ran, probe.most) == (4, 2)
-        assert await count(pool, "in_queue") == 6
+        # Two slots, six consumers: two handlers at a time, and once six jobs wait for their
+        # writes no consumer is left to take a seventh.
+        assert (probe.ran, probe.most) == (6, 2)
+        assert await count(pool, "in_queue") == 4
         release.set()
         await eventually(lambda: _all_in(pool, "completed", 10))
     assert probe.most == 2

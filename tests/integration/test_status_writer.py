@@ -83,6 +83,55 @@ async def test_starts_of_consumers_woken_together_go_out_in_one_statement(
     assert writer.batches == 1
 
 
+async def test_a_rounds_completions_are_told_once_the_next_round_is_on_its_way(
+    store: JobStore, writer: StatusWriter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A completion's waiter has work left (a log line, then back to the queue). Told before
+    # the next round goes out, that work delays the round; told after, it runs while the
+    # round's statement is in flight.
+    for _ in range(2):
+        await store.create("noop", {})
+    done, follower = await store.claim(FIRST_TIME, RUNNER, 2)
+    assert await writer.start(done) == 1
+    events: list[str] = []
+    returned = asyncio.Event()
+    send = store.start_and_complete
+
+    async def watched(*args: Any) -> Any:
+        events.append(f"sent {len(args[2])} starts, {len(args[3])} completions")
+        result = await send(*args)
+        returned.set()
+        return result
+
+    monkeypatch.setattr(store, "start_and_complete", watched)
+
+    async def complete() -> None:
+        await writer.complete(done, FIRST_TIME, RUNNER, {})
+        events.append("completion told")
+
+    async def follow() -> int:
+        await returned.wait()  # the completion's round has returned: start the next job
+        return await writer.start(follower)
+
+    _, attempt = await asyncio.gather(complete(), follow())
+    assert attempt == 1
+    assert events == [
+        "sent 0 starts, 1 completions",
+        "sent 1 starts, 0 completions",
+        "completion told",
+    ]
+
+
+async def test_a_completion_is_told_even_when_no_round_follows(
+    store: JobStore, writer: StatusWriter
+) -> None:
+    await store.create("noop", {})
+    (job,) = await store.claim(FIRST_TIME, RUNNER, 1)
+    assert await writer.start(job) == 1
+    await asyncio.wait_for(writer.complete(job, FIRST_TIME, RUNNER, {}), 1)
+    assert (await store.get(job.uuid)).status is S.COMPLETED
+
+
 async def test_a_job_taken_away_fails_alone_in_its_batch(
     store: JobStore, pool: asyncpg.Pool, writer: StatusWriter
 ) -> None:
