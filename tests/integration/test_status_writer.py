@@ -33,12 +33,17 @@ async def writer(store: JobStore) -> AsyncIterator[StatusWriter]:
             await task
 
 
+async def claimed(store: JobStore, n: int) -> list[Job]:
+    """`n` new no-op jobs, claimed for this runner (queued, not started)."""
+    for _ in range(n):
+        await store.create("noop", {})
+    return await store.claim(FIRST_TIME, RUNNER, n)
+
+
 async def test_concurrent_starts_and_completions_share_statements(
     store: JobStore, writer: StatusWriter
 ) -> None:
-    for _ in range(40):
-        await store.create("noop", {})
-    jobs = await store.claim(FIRST_TIME, RUNNER, 40)
+    jobs = await claimed(store, 40)
     first, second = jobs[:20], jobs[20:]
     assert await asyncio.gather(*(writer.start(job) for job in first)) == [1] * 20
     assert writer.batches == 1
@@ -65,9 +70,7 @@ async def test_starts_of_consumers_woken_together_go_out_in_one_statement(
     # reach their write a step apart (one went straight on, the others had a step to take
     # first). The first write must not take the next round alone and leave the rest for the
     # round after it.
-    for _ in range(10):
-        await store.create("noop", {})
-    jobs = await store.claim(FIRST_TIME, RUNNER, 10)
+    jobs = await claimed(store, 10)
     go = asyncio.Event()
 
     async def consumer(job: Job, steps: int) -> int:
@@ -89,9 +92,7 @@ async def test_a_rounds_completions_are_told_once_the_next_round_is_on_its_way(
     # A completion's waiter has work left (a log line, then back to the queue). Told before
     # the next round goes out, that work delays the round; told after, it runs while the
     # round's statement is in flight.
-    for _ in range(2):
-        await store.create("noop", {})
-    done, follower = await store.claim(FIRST_TIME, RUNNER, 2)
+    done, follower = await claimed(store, 2)
     assert await writer.start(done) == 1
     events: list[str] = []
     returned = asyncio.Event()
@@ -125,8 +126,7 @@ async def test_a_rounds_completions_are_told_once_the_next_round_is_on_its_way(
 async def test_a_completion_is_told_even_when_no_round_follows(
     store: JobStore, writer: StatusWriter
 ) -> None:
-    await store.create("noop", {})
-    (job,) = await store.claim(FIRST_TIME, RUNNER, 1)
+    (job,) = await claimed(store, 1)
     assert await writer.start(job) == 1
     await asyncio.wait_for(writer.complete(job, FIRST_TIME, RUNNER, {}), 1)
     assert (await store.get(job.uuid)).status is S.COMPLETED
@@ -135,9 +135,7 @@ async def test_a_completion_is_told_even_when_no_round_follows(
 async def test_a_job_taken_away_fails_alone_in_its_batch(
     store: JobStore, pool: asyncpg.Pool, writer: StatusWriter
 ) -> None:
-    for _ in range(3):
-        await store.create("noop", {})
-    kept, taken, other = await store.claim(FIRST_TIME, RUNNER, 3)
+    kept, taken, other = await claimed(store, 3)
     await pool.execute("UPDATE jobs SET runner_id = 'someone-else' WHERE id = $1", taken.id)
     results = await asyncio.gather(
         writer.start(kept), writer.start(taken), writer.start(other), return_exceptions=True
@@ -154,9 +152,7 @@ async def test_a_job_taken_away_fails_alone_in_its_batch(
 async def test_a_database_error_fails_every_write_of_the_batch(
     store: JobStore, writer: StatusWriter, monkeypatch: pytest.MonkeyPatch, error: Exception
 ) -> None:
-    for _ in range(2):
-        await store.create("noop", {})
-    jobs = await store.claim(FIRST_TIME, RUNNER, 2)
+    jobs = await claimed(store, 2)
 
     async def failing(*_: object) -> None:
         raise error
@@ -171,9 +167,7 @@ async def test_a_database_error_fails_every_write_of_the_batch(
 async def test_writes_in_flight_or_waiting_when_the_writer_stops_fail_instead_of_hanging(
     store: JobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for _ in range(2):
-        await store.create("noop", {})
-    first, second = await store.claim(FIRST_TIME, RUNNER, 2)
+    first, second = await claimed(store, 2)
     sent = asyncio.Event()
 
     async def stuck(*_: object) -> None:
