@@ -13,9 +13,7 @@ create's own commit, which a slow disk stretches to hundreds of ms now and then.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from datetime import datetime
 
 import asyncpg
 from common import (
@@ -29,12 +27,14 @@ from common import (
     percentile,
     product_env,
     start,
+    started_at,
     wait_for,
     wait_log,
 )
 
 from connectra.db.pool import create_pool
 from connectra.db.store import JobStore
+from connectra.jobs import NewJob
 
 GAP_S = 0.1  # idle time between two creates
 
@@ -53,7 +53,7 @@ async def connectra_latency(dsn: str, samples: int) -> list[float]:
             store = JobStore(pool)  # the product's create path: insert, commit, NOTIFY
             returned: dict[str, float] = {}
             for _ in range(samples):
-                job = await store.create("noop", {})
+                job = await store.create(NewJob("noop", {}))
                 returned[str(job.uuid)] = time.time()
                 await asyncio.sleep(GAP_S)
 
@@ -71,17 +71,6 @@ async def connectra_latency(dsn: str, samples: int) -> list[float]:
             await pool.close()
             await conn.close()
     return [started[uuid] - moment for uuid, moment in returned.items()]
-
-
-def started_at(log_text: str) -> dict[str, float]:
-    """When each job started: its `job_start` log line, written once the start is committed
-    and just before the handler runs (millisecond timestamps)."""
-    found = {}
-    for line in log_text.splitlines():
-        if '"job_start"' in line:
-            event = json.loads(line)
-            found[event["job_uuid"]] = datetime.fromisoformat(event["ts"]).timestamp()
-    return found
 
 
 async def pgqueuer_latency(dsn: str, samples: int) -> list[float]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -148,8 +150,13 @@ def dsn_for(dbname: str) -> str:
 
 
 @contextlib.asynccontextmanager
-async def bench_database(tag: str, migrate: bool = True) -> AsyncIterator[str]:
-    """A fresh database (migrated with `connectra migrate`), dropped afterwards."""
+async def bench_database(
+    tag: str, migrate: bool = True, checkout: Path | str | None = None
+) -> AsyncIterator[str]:
+    """A fresh database (migrated with `connectra migrate`), dropped afterwards.
+
+    `checkout`: the product tree whose `connectra migrate` (and so whose `migrations/`) to
+    run; this repository by default."""
     name = f"bench_{tag}_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(ADMIN_DSN)
     try:
@@ -162,7 +169,7 @@ async def bench_database(tag: str, migrate: bool = True) -> AsyncIterator[str]:
             await asyncio.to_thread(
                 subprocess.run,
                 [PYTHON, "-m", "connectra", "migrate"],
-                env=product_env(dsn),
+                env=product_env(dsn, checkout=checkout),
                 cwd=WORK,
                 check=True,
                 capture_output=True,
@@ -176,13 +183,17 @@ async def bench_database(tag: str, migrate: bool = True) -> AsyncIterator[str]:
             await admin.close()
 
 
-def product_env(dsn: str, **extra: Any) -> dict[str, str]:
-    """Environment for a product process: only what we set, plus PATH and friends."""
+def product_env(dsn: str, *, checkout: Path | str | None = None, **extra: Any) -> dict[str, str]:
+    """Environment for a product process: only what we set, plus PATH and friends.
+
+    `checkout`: the product tree the process imports `connectra` from (`PYTHONPATH`, which
+    comes before the venv's editable install of this repository); this repository by default.
+    """
     env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
     env.update(
         DATABASE_URL=dsn,
         LOG_LEVEL="INFO",
-        PYTHONPATH=str(REPO),
+        PYTHONPATH=str(checkout or REPO),
         AWS_ACCESS_KEY_ID="bench",
         AWS_SECRET_ACCESS_KEY="bench",
         AWS_DEFAULT_REGION="us-east-1",
@@ -279,6 +290,17 @@ async def wait_log(child: Child, text: str, limit: float = 30) -> None:
         return text in child.log_text()
 
     await wait_for(seen, limit, f"{text!r} in {child.name}'s log")
+
+
+def started_at(log_text: str) -> dict[str, float]:
+    """When each job started: its `job_start` log line, written once the start is committed
+    and just before the handler runs (millisecond timestamps)."""
+    found: dict[str, float] = {}
+    for line in log_text.splitlines():
+        if '"job_start"' in line:
+            event = json.loads(line)
+            found[event["job_uuid"]] = datetime.fromisoformat(event["ts"]).timestamp()
+    return found
 
 
 def percentile(values: list[float], pct: float) -> float:

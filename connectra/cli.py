@@ -18,10 +18,11 @@ from connectra.db.migrate import migrate as apply_migrations
 from connectra.db.pool import create_pool
 from connectra.db.store import JobStore
 from connectra.errors import ConnectraError
-from connectra.jobs import JobStatus, job_to_json
+from connectra.jobs import JobStatus, job_to_json, parse_run_at
 from connectra.local_s3 import LOCAL_BUCKET, LOCAL_CREDENTIAL, local_s3
 from connectra.logs import configure_logging
-from connectra.processors.registry import default_registry
+from connectra.processors.base import JobTypeRegistry
+from connectra.processors.loader import load_registry
 from connectra.runners.daemon import Parts, serve
 from connectra.settings import ConfigError, Settings, load_settings
 
@@ -56,6 +57,39 @@ def _settings(**overrides: Any) -> Settings:
         _fail(str(exc), 2)
     configure_logging(settings.log_level)
     return settings
+
+
+AppOption = Annotated[
+    str | None,
+    typer.Option(
+        "--app",
+        help="Your job types: 'package.module:attribute', a connectra.JobTypeRegistry "
+        "(default: CONNECTRA_APP).",
+    ),
+]
+QueuesOption = Annotated[
+    str | None,
+    typer.Option(
+        "--queues",
+        help="Queues to serve, each with optional handler slots, e.g. 'reports=2,default=8' "
+        "(default: QUEUES, else every queue).",
+    ),
+]
+
+
+def _overrides(app: str | None = None, queues: str | None = None) -> dict[str, Any]:
+    """Command-line options that win over the environment."""
+    given = {"CONNECTRA_APP": app, "QUEUES": queues}
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def _registry(settings: Settings) -> JobTypeRegistry:
+    """The built-in job types, installed plugins and the user's `--app`; a bad `--app` is one
+    line and exit code 2."""
+    try:
+        return load_registry(settings.app)
+    except ConfigError as exc:
+        _fail(str(exc), 2)
 
 
 def _database_url(settings: Settings) -> str:
@@ -95,8 +129,9 @@ def _first(group: BaseExceptionGroup[E]) -> E:
 
 def _daemon(parts: Parts, settings: Settings) -> None:
     """Run the daemon with these parts until it is signalled to stop."""
+    registry = _registry(settings)
     url = _database_url(settings)
-    _run(lambda: serve(settings, url, parts))
+    _run(lambda: serve(settings, url, parts, registry=registry))
 
 
 @app.command()
@@ -118,19 +153,19 @@ def migrate() -> None:
 
 
 @app.command()
-def api() -> None:
+def api(app: AppOption = None) -> None:
     """Serve the HTTP API."""
-    settings = _settings()
+    settings = _settings(**_overrides(app))
     if not settings.api_keys:
         _fail("invalid configuration: API_KEYS: at least one key is required", 2)
     _daemon(Parts(api=True), settings)
 
 
 @app.command()
-def run() -> None:
+def run(app: AppOption = None, queues: QueuesOption = None) -> None:
     """The local default: migrate, then run the API and both runners in one process."""
-    settings = _settings()
-    overrides: dict[str, Any] = {}
+    overrides: dict[str, Any] = _overrides(app, queues)
+    settings = _settings(**overrides)
     if not settings.api_keys:
         log.warning(
             "API_KEYS is not set: accepting the local development key %r",
@@ -156,15 +191,15 @@ def run() -> None:
 
 
 @jobs_app.command("first_time")
-def first_time() -> None:
-    """Run open jobs with PARALLEL_JOBS consumers."""
-    _daemon(Parts(first_time=True), _settings())
+def first_time(app: AppOption = None, queues: QueuesOption = None) -> None:
+    """Run open jobs with PARALLEL_JOBS handler slots (or the slots of each of QUEUES)."""
+    _daemon(Parts(first_time=True), _settings(**_overrides(app, queues)))
 
 
 @jobs_app.command("retry")
-def retry() -> None:
+def retry(app: AppOption = None, queues: QueuesOption = None) -> None:
     """Retry failed jobs whose run_after has come, one at a time."""
-    _daemon(Parts(retry=True), _settings())
+    _daemon(Parts(retry=True), _settings(**_overrides(app, queues)))
 
 
 async def _with_store(settings: Settings, action: Callable[[JobStore], Awaitable[T]]) -> T:
@@ -186,24 +221,42 @@ def _print_json(value: Any) -> None:
 def create(
     job_type: Annotated[str, typer.Argument(help="The job type, e.g. noop or sleep.")],
     data: Annotated[str, typer.Option("--data", help="job_data as a JSON object.")] = "{}",
-    retry_count: Annotated[int, typer.Option(min=0)] = 0,
-    retry_interval: Annotated[int, typer.Option(min=0, help="Seconds between retries.")] = 30,
+    queue: Annotated[str | None, typer.Option(help="Queue (default: the job type's).")] = None,
+    priority: Annotated[
+        int | None, typer.Option(help="-100 to 100, higher runs first (default: the type's).")
+    ] = None,
+    run_at: Annotated[
+        str | None, typer.Option("--run-at", help="Not before this ISO 8601 time.")
+    ] = None,
+    delay: Annotated[
+        float | None, typer.Option("--delay", help="Not before this many seconds from now.")
+    ] = None,
+    retry_count: Annotated[int | None, typer.Option(min=0)] = None,
+    retry_interval: Annotated[
+        int | None, typer.Option(min=0, help="Seconds between retries.")
+    ] = None,
+    app: AppOption = None,
 ) -> None:
     """Create a job, as POST /common/jobs/create does."""
-    settings = _settings()
+    settings = _settings(**_overrides(app))
     try:
         raw = json.loads(data)
     except json.JSONDecodeError as exc:
         _fail(f"ERR_INVALID_JOB_DATA: --data is not valid JSON: {exc}", 1)
-    normalised = _run_sync(lambda: default_registry().validate(job_type, raw))
-    job = _run(
-        lambda: _with_store(
-            settings,
-            lambda store: store.create(
-                job_type, normalised, retry_count=retry_count, retry_interval=retry_interval
-            ),
+    registry = _registry(settings)
+    new = _run_sync(
+        lambda: registry.new_job(
+            job_type,
+            raw,
+            queue=queue,
+            priority=priority,
+            retry_count=retry_count,
+            retry_interval=retry_interval,
+            run_at=None if run_at is None else parse_run_at(run_at),
+            delay_seconds=delay,
         )
     )
+    job = _run(lambda: _with_store(settings, lambda store: store.create(new)))
     _print_json(job_to_json(job))
 
 
@@ -219,13 +272,15 @@ def _run_sync(action: Callable[[], T]) -> T:
 def list_jobs(
     status: Annotated[list[JobStatus] | None, typer.Option(help="Repeat for several.")] = None,
     job_type: Annotated[str | None, typer.Option("--type")] = None,
+    queue: Annotated[list[str] | None, typer.Option(help="Repeat for several.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=100)] = 25,
 ) -> None:
     """List jobs newest first, as POST /common/jobs does."""
     settings = _settings()
     jobs = _run(
         lambda: _with_store(
-            settings, lambda store: store.find(job_type=job_type, statuses=status, limit=limit)
+            settings,
+            lambda store: store.find(job_type=job_type, statuses=status, queues=queue, limit=limit),
         )
     )
     _print_json([job_to_json(job) for job in jobs])

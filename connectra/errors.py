@@ -199,3 +199,45 @@ class JobFailedError(ConnectraError):
 
     code = "ERR_JOB_FAILED"
     transient = True
+
+
+class InvalidQueueError(RequestError):
+    """'queue' must be 1 to 63 letters, digits, '_', '.', ':' or '-', starting with a letter or a digit"""  # noqa: E501
+
+    code = "ERR_INVALID_QUEUE"
+
+
+class InvalidPriorityError(RequestError):
+    """'priority' must be an integer from -100 to 100 (higher runs first)"""
+
+    code = "ERR_INVALID_PRIORITY"
+
+
+class InvalidRunAtError(RequestError):
+    """'run_at' must be an ISO 8601 date and time, e.g. 2026-12-03T18:00:00Z"""
+
+    code = "ERR_INVALID_RUN_AT"
+
+
+class InvalidDelayError(RequestError):
+    """'delay_seconds' must be a number of seconds from 0 to 31536000, and not given with 'run_at'"""  # noqa: E501
+
+    code = "ERR_INVALID_DELAY"
+
+
+class InvalidCursorError(RequestError):
+    """'after' must be the positive integer id of a job, from the previous page's 'next_after'"""
+
+    code = "ERR_INVALID_CURSOR"
+
+
+class InvalidJobResultError(ConnectraError):
+    """the handler returned a result that cannot be stored as the job's response"""
+
+    code = "ERR_INVALID_JOB_RESULT"
+
+
+class PermanentJobError(JobFailedError):
+    """the job failed and another attempt cannot help"""
+
+    transient = False

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from connectra.errors import InvalidTransitionError
+from connectra.errors import (
+    InvalidDelayError,
+    InvalidPriorityError,
+    InvalidQueueError,
+    InvalidRunAtError,
+    InvalidTransitionError,
+)
 
 
 class JobStatus(StrEnum):
-    """Where a job is in its life (the seed's states)."""
+    """Where a job is in its life (the seed's states, and `scheduled` for delayed jobs)."""
 
+    SCHEDULED = "scheduled"
     OPEN = "open"
     IN_QUEUE = "in_queue"
     PROCESSING = "processing"
@@ -28,6 +36,8 @@ class JobStatus(StrEnum):
 S = JobStatus
 
 ALLOWED_TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
+    # A delayed job becomes open when it falls due (or is cancelled before).
+    S.SCHEDULED: frozenset({S.OPEN, S.ABORTED}),
     S.OPEN: frozenset({S.IN_QUEUE, S.ABORTED}),
     # A queued job is started, handed back (shutdown, rescue) or cancelled.
     S.IN_QUEUE: frozenset({S.PROCESSING, S.OPEN, S.ABORTED}),
@@ -81,6 +91,85 @@ RETRY = RunnerKind("retry", S.FAILED, S.RETRY_IN_QUEUED, S.RETRYING, S.FAILED)
 RUNNER_KINDS = {kind.name: kind for kind in (FIRST_TIME, RETRY)}
 
 
+DEFAULT_QUEUE = "default"
+MIN_PRIORITY, MAX_PRIORITY = -100, 100
+QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$")
+
+
+def check_queue(name: object) -> str:
+    """A queue name: 1 to 63 letters, digits, `_`, `.`, `:` or `-`, starting with a letter or
+    digit (the database checks the same)."""
+    if not isinstance(name, str) or not QUEUE_NAME.match(name):
+        shown = repr(name)[:50]
+        raise InvalidQueueError(
+            f"invalid queue name {shown}: 1 to 63 characters of letters, digits, '_', '.', ':' "
+            "or '-', starting with a letter or a digit"
+        )
+    return name
+
+
+def check_priority(value: object) -> int:
+    """A priority: an integer from MIN_PRIORITY to MAX_PRIORITY; higher runs first."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidPriorityError()
+    if not MIN_PRIORITY <= value <= MAX_PRIORITY:
+        raise InvalidPriorityError()
+    return value
+
+
+MAX_DELAY_SECONDS = 365 * 24 * 3600
+
+
+def parse_run_at(text: object) -> datetime:
+    """An ISO 8601 date and time (`2026-12-03T18:00:00Z`, `...+01:00`); without an offset it
+    is UTC."""
+    if not isinstance(text, str) or not 10 <= len(text) <= 40:
+        raise InvalidRunAtError()
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidRunAtError(f"{InvalidRunAtError().message}; got {text[:40]!r}") from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def check_delay(value: object) -> float:
+    """A delay in seconds: a number from 0 to MAX_DELAY_SECONDS."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidDelayError()
+    if not 0 <= value <= MAX_DELAY_SECONDS:
+        raise InvalidDelayError()
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job to create: what to run, where to queue it and when it is due.
+
+    `run_at` (an aware datetime) or `delay_seconds` delays the job; a due time in the past
+    means now. The job type's data is expected to be validated already.
+    """
+
+    job_type: str
+    data: dict[str, Any]
+    queue: str = DEFAULT_QUEUE
+    priority: int = 0
+    retry_count: int = 0
+    retry_interval: int = 30
+    run_at: datetime | None = None
+    delay_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        """Queue, priority and due time are checked here, whoever creates the job."""
+        check_queue(self.queue)
+        check_priority(self.priority)
+        if self.delay_seconds is not None:
+            check_delay(self.delay_seconds)
+            if self.run_at is not None:
+                raise InvalidDelayError("give either 'run_at' or 'delay_seconds', not both")
+        if self.run_at is not None and self.run_at.tzinfo is None:
+            raise InvalidRunAtError("'run_at' must say its time zone (e.g. end with 'Z')")
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     """One row of the jobs table, as the runners and the API see it."""
@@ -89,6 +178,8 @@ class Job:
     uuid: UUID
     job_type: str
     data: dict[str, Any]
+    queue: str
+    priority: int
     status: JobStatus
     job_response: dict[str, Any]
     retry_count: int
@@ -118,6 +209,8 @@ def job_to_json(job: Job) -> dict[str, Any]:
         "uuid": str(job.uuid),
         "job_type": job.job_type,
         "data": job.data,
+        "queue": job.queue,
+        "priority": job.priority,
         "status": str(job.status),
         "job_response": job.job_response,
         "retry_count": job.retry_count,

@@ -18,6 +18,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from connectra.jobs import QUEUE_NAME
 from connectra.retry import RetryBackoff, RetryPolicy
 
 
@@ -37,6 +38,33 @@ class TimeLimits(BaseModel):
         return self
 
 
+class QueueSpec(BaseModel):
+    """One queue a runner process serves, with its own handler slots or None (shared)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    concurrency: int | None = Field(default=None, ge=1, le=1000)
+
+
+def parse_queues(value: str) -> tuple[QueueSpec, ...]:
+    """`reports=2,default=8` or `reports,default`: queue names, each with optional slots."""
+    specs: list[QueueSpec] = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        name, _, slots = item.partition("=")
+        name = name.strip()
+        if not QUEUE_NAME.match(name):
+            raise ValueError(f"invalid queue name {name[:40]!r}")
+        if any(spec.name == name for spec in specs):
+            raise ValueError(f"queue {name!r} is listed twice")
+        if slots and not (slots.strip().isascii() and slots.strip().isdigit()):
+            raise ValueError(f"the concurrency of queue {name!r} must be a positive integer")
+        specs.append(QueueSpec(name=name, concurrency=int(slots) if slots else None))
+    return tuple(specs)
+
+
 class Settings(BaseSettings):
     """Every knob of Connectra Jobs; the seed's variable names are kept as they are."""
 
@@ -47,6 +75,9 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, alias="DATABASE_URL")
     embedded_data_dir: Path = Field(default=Path(".connectra/pgdata"), alias="EMBEDDED_DATA_DIR")
     database_pool_size: int | None = Field(default=None, ge=2, le=1000, alias="DATABASE_POOL_SIZE")
+
+    app: str | None = Field(default=None, alias="CONNECTRA_APP")
+    queues: Annotated[tuple[QueueSpec, ...], NoDecode] = Field(default=(), alias="QUEUES")
 
     parallel_jobs: int = Field(default=4, ge=1, le=1000, alias="PARALLEL_JOBS")
     batch_size_for_insertion: int = Field(
@@ -118,6 +149,14 @@ class Settings(BaseSettings):
             return tuple(key.strip() for key in value.split(",") if key.strip())
         return value
 
+    @field_validator("queues", mode="before")
+    @classmethod
+    def _parse_queues(cls, value: object) -> object:
+        """`reports=2,default=8`: queue names with optional handler slots each."""
+        if isinstance(value, str):
+            return parse_queues(value)
+        return value
+
     @field_validator("log_level")
     @classmethod
     def _known_level(cls, value: str) -> str:
@@ -130,9 +169,11 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _pool_fits_workers(self) -> Self:
         """Every consumer may hold a connection while the ticker and the API hold others."""
-        if self.database_pool_size is not None and self.database_pool_size < self.parallel_jobs + 2:
+        least = self.total_concurrency + 2
+        if self.database_pool_size is not None and self.database_pool_size < least:
             raise ValueError(
-                f"DATABASE_POOL_SIZE must be at least PARALLEL_JOBS + 2 ({self.parallel_jobs + 2})"
+                "DATABASE_POOL_SIZE must be at least the handler slots (PARALLEL_JOBS, or the "
+                f"sum of QUEUES' slots) + 2 ({least})"
             )
         return self
 
@@ -146,10 +187,34 @@ class Settings(BaseSettings):
             )
         return self
 
+    def first_time_groups(self) -> list[tuple[tuple[str, ...] | None, int]]:
+        """The first_time runners of a process, as (queues or None for every queue, handler
+        slots): one per queue with its own slots, and one sharing PARALLEL_JOBS for the
+        queues listed without."""
+        if not self.queues:
+            return [(None, self.parallel_jobs)]
+        groups: list[tuple[tuple[str, ...] | None, int]] = [
+            ((spec.name,), spec.concurrency) for spec in self.queues if spec.concurrency
+        ]
+        shared = tuple(spec.name for spec in self.queues if spec.concurrency is None)
+        if shared:
+            groups.append((shared, self.parallel_jobs))
+        return groups
+
+    @property
+    def queue_names(self) -> tuple[str, ...] | None:
+        """The queues this process serves; None for every queue."""
+        return tuple(spec.name for spec in self.queues) or None
+
+    @property
+    def total_concurrency(self) -> int:
+        """Handler slots of all first_time runners of a process."""
+        return sum(slots for _, slots in self.first_time_groups())
+
     @property
     def pool_size(self) -> int:
         """Connections per process: two per consumer (bulk jobs pipeline) plus housekeeping."""
-        return self.database_pool_size or 2 * self.parallel_jobs + 4
+        return self.database_pool_size or 2 * self.total_concurrency + 4
 
     @property
     def ticker_interval(self) -> timedelta:

@@ -30,27 +30,14 @@ async def create_job(request: web.Request) -> web.Response:
     """
     key = idempotency_key(request.headers.get(IDEMPOTENCY_HEADER))
     wanted = parse_create(await read_json_object(request))
-    data = request.app[REGISTRY].validate(wanted.job_type, wanted.job_data)
+    new = request.app[REGISTRY].new_job(wanted.job_type, wanted.job_data, **wanted.options())
     store = request.app[STORE]
     created = True
     if key is None:
-        job = await store.create(
-            wanted.job_type,
-            data,
-            retry_count=wanted.retry_count,
-            retry_interval=wanted.retry_interval,
-        )
+        job = await store.create(new)
     else:
         ttl = timedelta(hours=request.app[SETTINGS].idempotency_key_ttl_hours)
-        job, created = await store.create_once(
-            key,
-            fingerprint(wanted, data),
-            ttl,
-            wanted.job_type,
-            data,
-            retry_count=wanted.retry_count,
-            retry_interval=wanted.retry_interval,
-        )
+        job, created = await store.create_once(key, fingerprint(new), ttl, new)
     if created:
         logger.info(
             "job created",
@@ -81,12 +68,19 @@ def _announce(app: web.Application, job: Job) -> None:
 
 
 async def list_jobs(request: web.Request) -> web.Response:
-    """`POST /common/jobs`: jobs newest first, optionally by type and state."""
+    """`POST /common/jobs`: jobs newest first, optionally by type, state and queue, a page at
+    a time: a full page's `next_after` goes in the next request's `after`."""
     wanted = parse_list(await read_json_object(request))
     jobs = await request.app[STORE].find(
-        job_type=wanted.job_type, statuses=wanted.statuses, limit=wanted.limit
+        job_type=wanted.job_type,
+        statuses=wanted.statuses,
+        queues=wanted.queues,
+        limit=wanted.limit,
+        after=wanted.after,
     )
-    return web.json_response({"data": [job_to_json(job) for job in jobs], "success": True})
+    next_after = jobs[-1].id if len(jobs) == wanted.limit else None
+    body = {"data": [job_to_json(job) for job in jobs], "next_after": next_after, "success": True}
+    return web.json_response(body)
 
 
 async def get_job(request: web.Request) -> web.Response:

@@ -17,6 +17,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -25,11 +26,13 @@ from aiohttp import web
 from connectra.errors import (
     BodyTooLargeError,
     ConnectraError,
+    InvalidCursorError,
     InvalidIdempotencyKeyError,
     InvalidJobDataError,
     InvalidJobTypeError,
     InvalidJsonError,
     InvalidLimitError,
+    InvalidQueueError,
     InvalidRetryCountError,
     InvalidRetryIntervalError,
     InvalidStatusFilterError,
@@ -37,36 +40,51 @@ from connectra.errors import (
     MissingJobDataError,
     MissingJobTypeError,
 )
-from connectra.jobs import JobStatus
+from connectra.jobs import JobStatus, NewJob, check_delay, check_priority, check_queue, parse_run_at
+from connectra.storable_json import MAX_JSON_DEPTH, UnstorableJsonError, check_storable
 
-MAX_JSON_DEPTH = 64
 PG_INTEGER_MAX = 2**31 - 1
-DEFAULT_RETRY_COUNT = 0
-DEFAULT_RETRY_INTERVAL = 30
 DEFAULT_LIMIT = 25
 MAX_LIMIT = 100
 
-_UNSTORABLE_TEXT = re.compile("[\x00\ud800-\udfff]")
 _KNOWN_STATES = ", ".join(str(status) for status in JobStatus)
 
 
 @dataclass(frozen=True, slots=True)
 class CreateJobRequest:
-    """A `POST /common/jobs/create` body; `job_data` is not yet checked by its job type."""
+    """A `POST /common/jobs/create` body; `job_data` is not yet checked by its job type, and
+    options left out (None) take the job type's defaults."""
 
     job_type: str
     job_data: dict[str, Any]
-    retry_count: int
-    retry_interval: int
+    retry_count: int | None
+    retry_interval: int | None
+    queue: str | None
+    priority: int | None
+    run_at: datetime | None
+    delay_seconds: float | None
+
+    def options(self) -> dict[str, Any]:
+        """The job options given, for `JobType.new_job`."""
+        return {
+            "queue": self.queue,
+            "priority": self.priority,
+            "retry_count": self.retry_count,
+            "retry_interval": self.retry_interval,
+            "run_at": self.run_at,
+            "delay_seconds": self.delay_seconds,
+        }
 
 
 @dataclass(frozen=True, slots=True)
 class ListJobsRequest:
-    """A `POST /common/jobs` body; an empty `statuses` means every state."""
+    """A `POST /common/jobs` body; an empty `statuses` or `queues` means every one."""
 
     job_type: str | None
     statuses: tuple[JobStatus, ...]
+    queues: tuple[str, ...]
     limit: int
+    after: int | None
 
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -82,14 +100,20 @@ def idempotency_key(value: str | None) -> str | None:
     return value
 
 
-def fingerprint(wanted: CreateJobRequest, data: dict[str, Any]) -> str:
-    """What makes two create requests the same request, as one hash."""
+def fingerprint(new: NewJob) -> str:
+    """What makes two create requests the same request, as one hash: the job they create,
+    with the job type's defaults filled in (leaving out an option or giving its default is
+    the same request)."""
     canonical = json.dumps(
         {
-            "job_type": wanted.job_type,
-            "job_data": data,
-            "retry_count": wanted.retry_count,
-            "retry_interval": wanted.retry_interval,
+            "job_type": new.job_type,
+            "job_data": new.data,
+            "queue": new.queue,
+            "priority": new.priority,
+            "retry_count": new.retry_count,
+            "retry_interval": new.retry_interval,
+            "run_at": None if new.run_at is None else new.run_at.isoformat(),
+            "delay_seconds": new.delay_seconds,
         },
         sort_keys=True,
         separators=(",", ":"),
@@ -117,12 +141,17 @@ def decode_json_object(raw: bytes) -> dict[str, Any]:
     try:
         value = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
     except RecursionError as exc:
-        raise _too_deep() from exc
+        raise InvalidJsonError(
+            f"the request body is nested more than {MAX_JSON_DEPTH} levels deep"
+        ) from exc
     except ValueError as exc:
         raise InvalidJsonError(f"the request body is not valid JSON: {exc}") from exc
     if not isinstance(value, dict):
         raise InvalidJsonError(f"the request body must be a JSON object, not {_kind(value)}")
-    _check_storable(value, 1)
+    try:
+        check_storable(value)
+    except UnstorableJsonError as exc:
+        raise InvalidJsonError(f"the request body cannot be stored: {exc}") from None
     return value
 
 
@@ -137,35 +166,6 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(number):
         raise ValueError(f"the number {text[:40]} is out of range")
     return number
-
-
-def _too_deep() -> InvalidJsonError:
-    """The error for nesting deeper than the limit."""
-    return InvalidJsonError(f"the request body is nested more than {MAX_JSON_DEPTH} levels deep")
-
-
-def _check_storable(value: object, depth: int) -> None:
-    """Refuse what PostgreSQL's jsonb cannot hold, before it reaches the database."""
-    if depth > MAX_JSON_DEPTH:
-        raise _too_deep()
-    if isinstance(value, str):
-        _check_text(value)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_text(key)
-            _check_storable(item, depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            _check_storable(item, depth + 1)
-
-
-def _check_text(text: str) -> None:
-    """PostgreSQL text holds neither NUL nor unpaired surrogates."""
-    if _UNSTORABLE_TEXT.search(text):
-        raise InvalidJsonError(
-            "the request body contains a NUL character or an unpaired surrogate, "
-            "which cannot be stored"
-        )
 
 
 def _kind(value: object) -> str:
@@ -189,17 +189,20 @@ def parse_create(body: dict[str, Any]) -> CreateJobRequest:
     A missing, null or empty `job_type` is ERR_MISSING_JOB_TYPE; a `job_type` that is not a
     string is ERR_INVALID_JOB_TYPE. A missing or null `job_data` is ERR_MISSING_JOB_DATA; one
     that is not an object is ERR_INVALID_JOB_DATA. `retry_count` and `retry_interval` must be
-    integers from 0 to 2**31-1 (they are PostgreSQL integers); null means the default.
+    integers from 0 to 2**31-1 (they are PostgreSQL integers). `queue` is a queue name,
+    `priority` an integer from -100 to 100, `run_at` an ISO 8601 time and `delay_seconds` a
+    number of seconds (not both). Null, like absent, means the job type's default.
     """
+    run_at, delay = body.get("run_at"), body.get("delay_seconds")
     return CreateJobRequest(
         job_type=_required_job_type(body.get("job_type")),
         job_data=_required_job_data(body.get("job_data")),
-        retry_count=_non_negative(
-            body.get("retry_count"), DEFAULT_RETRY_COUNT, InvalidRetryCountError
-        ),
-        retry_interval=_non_negative(
-            body.get("retry_interval"), DEFAULT_RETRY_INTERVAL, InvalidRetryIntervalError
-        ),
+        retry_count=_non_negative(body.get("retry_count"), InvalidRetryCountError),
+        retry_interval=_non_negative(body.get("retry_interval"), InvalidRetryIntervalError),
+        queue=None if body.get("queue") is None else check_queue(body["queue"]),
+        priority=None if body.get("priority") is None else check_priority(body["priority"]),
+        run_at=None if run_at is None else parse_run_at(run_at),
+        delay_seconds=None if delay is None else check_delay(delay),
     )
 
 
@@ -221,10 +224,10 @@ def _required_job_data(value: object) -> dict[str, Any]:
     return value
 
 
-def _non_negative(value: object, default: int, error: type[ConnectraError]) -> int:
+def _non_negative(value: object, error: type[ConnectraError]) -> int | None:
     """A JSON integer from 0 to the largest PostgreSQL integer; null means the default."""
     if value is None:
-        return default
+        return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise error()
     if value > PG_INTEGER_MAX:
@@ -237,13 +240,39 @@ def parse_list(body: dict[str, Any]) -> ListJobsRequest:
 
     `job_type` is an optional string filter (null or "" means no filter; anything else not a
     string is ERR_INVALID_JOB_TYPE). `status` is a state or a list of states (null or [] means
-    every state). `limit` is an integer from 1 to 100, 25 when absent or null.
+    every state), `queue` a queue name or a list of them. `limit` is an integer from 1 to 100,
+    25 when absent or null. `after` is the previous page's `next_after`: the page goes on from
+    there.
     """
     return ListJobsRequest(
         job_type=_optional_job_type(body.get("job_type")),
         statuses=_statuses(body.get("status")),
+        queues=_queues(body.get("queue")),
         limit=_limit(body.get("limit")),
+        after=_cursor(body.get("after")),
     )
+
+
+def _queues(value: object) -> tuple[str, ...]:
+    """The queues a list body asks for; one string is a list of one."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (check_queue(value),)
+    if not isinstance(value, list):
+        raise InvalidQueueError(
+            f"'queue' must be a queue name or a list of them, not {_kind(value)}"
+        )
+    return tuple(check_queue(item) for item in value)
+
+
+def _cursor(value: object) -> int | None:
+    """A keyset cursor: the id of the last job of the previous page."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 2**63 - 1:
+        raise InvalidCursorError()
+    return value
 
 
 def _optional_job_type(value: object) -> str | None:

@@ -20,10 +20,11 @@ import logging
 
 import asyncpg
 
+from connectra.db.queries import JOBS_ANNOUNCE
+
 log = logging.getLogger(__name__)
 
 CHANNEL = "connectra_jobs"
-ANNOUNCE = "SELECT pg_notify($1, $2)"
 
 
 class Announcer:
@@ -43,7 +44,7 @@ class Announcer:
                 return  # one started after our commit while we waited, and it is done
             self._started += 1
             try:
-                await self.pool.execute(ANNOUNCE, CHANNEL, "open")
+                await self.pool.execute(JOBS_ANNOUNCE, CHANNEL, "open")
             except Exception as exc:  # the jobs are stored: never fail their create for this
                 log.warning("could not announce new jobs: %s", exc, extra={"action": "announce"})
                 return

@@ -14,35 +14,66 @@ and 900 buffers for ten rows instead of 0.2 ms.
 
 from __future__ import annotations
 
+# Create jobs, one or many in one statement (arrays of equal length, in this order: job_type,
+# data as JSON text, retry_count, retry_interval, queue, priority, run_at, delay_seconds). A job
+# whose due time (run_at, or now + delay_seconds) is in the future waits as 'scheduled' with
+# that time in run_after; any other is open at once (run_after keeps a due time it was given).
+# The data is sent as text and cast here, so the statement works on a caller's own connection
+# whatever jsonb codec it has. Rows come back in the order given.
 JOB_INSERT = """
-INSERT INTO jobs (job_type, data, retry_count, retry_interval)
-VALUES ($1, $2, $3, $4)
+INSERT INTO jobs (job_type, data, retry_count, retry_interval, queue, priority, status, run_after)
+SELECT n.job_type, n.data::jsonb, n.retry_count, n.retry_interval, n.queue, n.priority,
+       CASE WHEN n.due > now() THEN 'scheduled' ELSE 'open' END, n.due
+FROM (
+    SELECT t.*, coalesce(t.run_at, now() + make_interval(secs => t.delay_seconds)) AS due
+    FROM unnest($1::text[], $2::text[], $3::integer[], $4::integer[], $5::text[],
+                $6::integer[], $7::timestamptz[], $8::double precision[])
+         WITH ORDINALITY AS t(job_type, data, retry_count, retry_interval, queue, priority,
+                              run_at, delay_seconds, position)
+) AS n
+ORDER BY n.position
 RETURNING *
 """
+
+# The announcement of new jobs (channel 'connectra_jobs', payload 'open'); inside a
+# transaction PostgreSQL sends it at commit.
+JOBS_ANNOUNCE = "SELECT pg_notify($1, $2)"
 
 # Uses jobs_uuid_key.
 JOB_GET_BY_UUID = "SELECT * FROM jobs WHERE uuid = $1"
 
-# Newest first. Uses the primary key, or jobs_status_list_idx / jobs_type_list_idx.
+# Newest first, a page at a time: $5 is the id the previous page ended at (a keyset cursor).
+# Uses the primary key, or jobs_status_list_idx / jobs_type_list_idx; the queue is a filter.
 JOB_LIST = """
 SELECT * FROM jobs
 WHERE ($1::text IS NULL OR job_type = $1)
   AND ($2::text[] IS NULL OR status = ANY($2::text[]))
+  AND ($4::text[] IS NULL OR queue = ANY($4::text[]))
+  AND ($5::bigint IS NULL OR id < $5)
 ORDER BY id DESC
 LIMIT $3
 """
 
-# The two claims (up to $1 jobs for runner $2) are PL/pgSQL functions that fix their own plan:
-# migrations/0006_claim_functions.sql.
-JOB_CLAIM_OPEN = "SELECT * FROM claim_open_jobs($1, $2)"
-JOB_CLAIM_RETRY = "SELECT * FROM claim_due_retries($1, $2)"
+# The two claims (up to $1 jobs for runner $2, from queues $3, NULL: every queue) are PL/pgSQL
+# functions that fix their own plan: migrations/0007_queues_priorities_delays.sql.
+JOB_CLAIM_OPEN = "SELECT * FROM claim_open_jobs($1, $2, $3)"
+JOB_CLAIM_RETRY = "SELECT * FROM claim_due_retries($1, $2, $3)"
 
-# Seconds until the earliest failed job becomes due (negative: overdue; NULL: none).
-# Uses jobs_claim_retry_idx.
+# Seconds until the earliest delayed job of queues $1 becomes due (negative: overdue; NULL:
+# none). Uses jobs_scheduled_idx.
+JOB_SCHEDULED_NEXT_DUE = """
+SELECT extract(epoch FROM min(run_after) - now())::double precision
+FROM jobs
+WHERE status = 'scheduled' AND ($1::text[] IS NULL OR queue = ANY($1::text[]))
+"""
+
+# Seconds until the earliest failed job of queues $1 becomes due (negative: overdue; NULL:
+# none). Uses jobs_claim_retry_idx.
 JOB_RETRY_NEXT_DUE = """
 SELECT extract(epoch FROM min(run_after) - now())::double precision
 FROM jobs
 WHERE status = 'failed' AND run_after IS NOT NULL AND attempts <= retry_count
+  AND ($1::text[] IS NULL OR queue = ANY($1::text[]))
 """
 
 # One round of the runner's status writer: start held jobs ($1; queued $2 -> running $4, held
@@ -167,7 +198,7 @@ UPDATE jobs
 SET status = 'aborted', cancel_requested_at = now(), run_after = NULL, runner_id = NULL,
     heartbeat_at = NULL, completed_at = now(), updated_at = now(),
     job_response = job_response || '{"messages": "job cancelled"}'::jsonb
-WHERE uuid = $1 AND status IN ('open', 'in_queue', 'failed', 'retry_in_queued')
+WHERE uuid = $1 AND status IN ('scheduled', 'open', 'in_queue', 'failed', 'retry_in_queued')
 RETURNING *
 """
 

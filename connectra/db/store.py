@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, NamedTuple
@@ -10,7 +11,7 @@ from uuid import UUID
 import asyncpg
 
 from connectra.db import queries as q
-from connectra.db.announcer import Announcer
+from connectra.db.announcer import CHANNEL, Announcer
 from connectra.errors import (
     IdempotencyKeyReusedError,
     JobFinishedError,
@@ -22,6 +23,7 @@ from connectra.jobs import (
     FIRST_TIME,
     Job,
     JobStatus,
+    NewJob,
     RunnerKind,
     check_transition,
     result_files,
@@ -43,9 +45,11 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
         id=row["id"],
         uuid=row["uuid"],
         job_type=row["job_type"],
-        data=row["data"],
+        data=_json(row["data"]),
+        queue=row["queue"],
+        priority=row["priority"],
         status=JobStatus(row["status"]),
-        job_response=row["job_response"],
+        job_response=_json(row["job_response"]),
         retry_count=row["retry_count"],
         retry_interval=row["retry_interval"],
         run_after=row["run_after"],
@@ -53,13 +57,47 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
         runner_id=row["runner_id"],
         heartbeat_at=row["heartbeat_at"],
         cancel_requested_at=row["cancel_requested_at"],
-        checkpoint=row["checkpoint"],
+        checkpoint=_json(row["checkpoint"]),
         rescue_count=row["rescue_count"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         started_at=row["started_at"],
         completed_at=row["completed_at"],
     )
+
+
+def _json(value: Any) -> Any:
+    """A jsonb value, decoded if the connection had no codec for it (a caller's own)."""
+    return json.loads(value) if isinstance(value, str) else value
+
+
+def _insert_args(jobs: Sequence[NewJob]) -> tuple[list[Any], ...]:
+    """The column arrays of `JOB_INSERT` for these jobs."""
+    return (
+        [job.job_type for job in jobs],
+        [json.dumps(job.data) for job in jobs],
+        [job.retry_count for job in jobs],
+        [job.retry_interval for job in jobs],
+        [job.queue for job in jobs],
+        [job.priority for job in jobs],
+        [job.run_at for job in jobs],
+        [job.delay_seconds for job in jobs],
+    )
+
+
+async def insert_jobs(conn: asyncpg.Connection, jobs: Sequence[NewJob]) -> list[Job]:
+    """Insert jobs in one statement on this connection and announce them to the runners.
+
+    The announcement is a NOTIFY in the same transaction, which PostgreSQL delivers only when
+    it commits: inside a caller's transaction, the jobs exist and are announced only if that
+    transaction commits. Outside one, the insert and the NOTIFY commit together.
+    """
+    if not jobs:
+        return []
+    async with conn.transaction():
+        rows = await conn.fetch(q.JOB_INSERT, *_insert_args(jobs))
+        await conn.execute(q.JOBS_ANNOUNCE, CHANNEL, "open")
+    return sorted((job_from_row(row) for row in rows), key=lambda job: job.id)
 
 
 class JobStore:
@@ -69,24 +107,22 @@ class JobStore:
         self.pool = pool
         self.announcer = Announcer(pool)
 
-    async def create(
-        self, job_type: str, data: dict[str, Any], *, retry_count: int = 0, retry_interval: int = 30
-    ) -> Job:
-        """Insert a new open job and wake idle runners."""
-        row = await self.pool.fetchrow(q.JOB_INSERT, job_type, data, retry_count, retry_interval)
+    async def create(self, new: NewJob) -> Job:
+        """Insert a new job (open, or scheduled when it is due later) and wake idle runners."""
+        row = await self.pool.fetchrow(q.JOB_INSERT, *_insert_args([new]))
         await self.announcer.new_jobs()
         return job_from_row(row)
 
+    async def create_many(self, jobs: Sequence[NewJob]) -> list[Job]:
+        """Insert many jobs in one statement and wake idle runners."""
+        if not jobs:
+            return []
+        rows = await self.pool.fetch(q.JOB_INSERT, *_insert_args(jobs))
+        await self.announcer.new_jobs()
+        return sorted((job_from_row(row) for row in rows), key=lambda job: job.id)
+
     async def create_once(
-        self,
-        key: str,
-        fingerprint: str,
-        ttl: timedelta,
-        job_type: str,
-        data: dict[str, Any],
-        *,
-        retry_count: int = 0,
-        retry_interval: int = 30,
+        self, key: str, fingerprint: str, ttl: timedelta, new: NewJob
     ) -> tuple[Job, bool]:
         """Create a job under an idempotency key; a repeat returns the first job.
 
@@ -96,9 +132,7 @@ class JobStore:
         """
         for _ in range(3):
             try:
-                job, created = await self._create_once(
-                    key, fingerprint, ttl, job_type, data, retry_count, retry_interval
-                )
+                job, created = await self._create_once(key, fingerprint, ttl, new)
             except _LostKeyRace:
                 continue  # our job was rolled back; the next round reads the winner's
             if created:
@@ -107,14 +141,7 @@ class JobStore:
         raise IdempotencyKeyReusedError("this Idempotency-Key is being used concurrently")
 
     async def _create_once(
-        self,
-        key: str,
-        fingerprint: str,
-        ttl: timedelta,
-        job_type: str,
-        data: dict[str, Any],
-        retry_count: int,
-        retry_interval: int,
+        self, key: str, fingerprint: str, ttl: timedelta, new: NewJob
     ) -> tuple[Job, bool]:
         """One transaction of `create_once`."""
         async with self.pool.acquire() as conn, conn.transaction():
@@ -122,7 +149,7 @@ class JobStore:
             existing = await conn.fetchrow(q.IDEMPOTENCY_KEY_GET, key)
             if existing is not None:
                 return _replayed(existing, fingerprint, key), False
-            row = await conn.fetchrow(q.JOB_INSERT, job_type, data, retry_count, retry_interval)
+            row = await conn.fetchrow(q.JOB_INSERT, *_insert_args([new]))
             claimed = await conn.fetchval(
                 q.IDEMPOTENCY_KEY_INSERT, key, fingerprint, row["id"], ttl.total_seconds()
             )
@@ -142,26 +169,43 @@ class JobStore:
         *,
         job_type: str | None = None,
         statuses: Sequence[JobStatus] | None = None,
+        queues: Sequence[str] | None = None,
         limit: int = 25,
+        after: int | None = None,
     ) -> list[Job]:
-        """Jobs newest first, optionally filtered."""
+        """Jobs newest first, optionally filtered; `after` is the id the last page ended at."""
         status_values = [str(s) for s in statuses] if statuses else None
-        rows = await self.pool.fetch(q.JOB_LIST, job_type, status_values, limit)
+        queue_values = list(queues) if queues else None
+        rows = await self.pool.fetch(
+            q.JOB_LIST, job_type, status_values, limit, queue_values, after
+        )
         return [job_from_row(row) for row in rows]
 
-    async def claim(self, kind: RunnerKind, runner_id: str, limit: int) -> list[Job]:
-        """Claim up to `limit` jobs for this runner, oldest first."""
+    async def claim(
+        self,
+        kind: RunnerKind,
+        runner_id: str,
+        limit: int,
+        queues: Sequence[str] | None = None,
+    ) -> list[Job]:
+        """Claim up to `limit` jobs of these queues (None: every queue) for this runner:
+        higher priority first, then the oldest (retries: the longest due first)."""
         if limit <= 0:
             return []
         query = q.JOB_CLAIM_OPEN if kind is FIRST_TIME else q.JOB_CLAIM_RETRY
-        rows = await self.pool.fetch(query, limit, runner_id)
-        return sorted((job_from_row(row) for row in rows), key=lambda job: job.id)
-
-    async def seconds_until_due(self, kind: RunnerKind) -> float | None:
-        """For the retry runner: how long until the next failed job is due, if any."""
+        rows = await self.pool.fetch(query, limit, runner_id, _queue_list(queues))
+        jobs = (job_from_row(row) for row in rows)
         if kind is FIRST_TIME:
-            return None
-        seconds = await self.pool.fetchval(q.JOB_RETRY_NEXT_DUE)
+            return sorted(jobs, key=lambda job: (-job.priority, job.id))
+        return sorted(jobs, key=lambda job: (job.run_after or job.created_at, job.id))
+
+    async def seconds_until_due(
+        self, kind: RunnerKind, queues: Sequence[str] | None = None
+    ) -> float | None:
+        """How long until the next job this runner may claim falls due: a delayed job
+        (first_time) or a failed one (retry); None when none waits."""
+        query = q.JOB_SCHEDULED_NEXT_DUE if kind is FIRST_TIME else q.JOB_RETRY_NEXT_DUE
+        seconds = await self.pool.fetchval(query, _queue_list(queues))
         return None if seconds is None else float(seconds)
 
     async def start(self, job: Job, kind: RunnerKind, runner_id: str) -> int:
@@ -335,6 +379,11 @@ class JobStore:
             q.JOB_HAND_BACK, ids, kind.queued, kind.running, kind.handed_back, runner_id
         )
         return len(rows)
+
+
+def _queue_list(queues: Sequence[str] | None) -> list[str] | None:
+    """Queues as the claims take them: None for every queue."""
+    return list(queues) if queues is not None else None
 
 
 class _LostKeyRace(Exception):

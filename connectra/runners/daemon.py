@@ -162,18 +162,21 @@ def _dispatch(runners: list[Runner], payload: str | None) -> None:
 
 
 def _runners(wiring: Wiring, parts: Parts) -> list[Runner]:
-    """The runners this process hosts: first_time with PARALLEL_JOBS consumers, retry with one."""
-    wanted = [(FIRST_TIME, wiring.settings.parallel_jobs)] if parts.first_time else []
-    wanted += [(RETRY, 1)] if parts.retry else []
+    """The runners this process hosts: first_time ones (one for every queue with PARALLEL_JOBS
+    handler slots, or one per group of `QUEUES`), and retry with one slot."""
+    settings = wiring.settings
+    wanted = settings.first_time_groups() if parts.first_time else []
+    kinds = [(FIRST_TIME, queues, slots) for queues, slots in wanted]
+    kinds += [(RETRY, settings.queue_names, 1)] if parts.retry else []
     return [
         Runner(
             wiring.store,
             wiring.registry,
-            wiring.settings,
-            RunnerConfig.from_settings(wiring.settings, kind, concurrency),
+            settings,
+            RunnerConfig.from_settings(settings, kind, concurrency, queues),
             services=wiring.services,
         )
-        for kind, concurrency in wanted
+        for kind, queues, concurrency in kinds
     ]
 
 

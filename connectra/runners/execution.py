@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from connectra.db.pool import DATABASE_DOWN
 from connectra.db.store import JobStore
-from connectra.errors import ConnectraError, JobLostError
+from connectra.errors import ConnectraError, InvalidJobResultError, JobLostError
 from connectra.failures import JobTimeoutError, error_code, failure_response, is_transient
 from connectra.jobs import Job, JobStatus, RunnerKind
 from connectra.logs import BoundLogger
@@ -24,6 +24,7 @@ from connectra.processors.base import JobContext, JobTypeRegistry, Services
 from connectra.retry import RetryPolicy
 from connectra.runners.status_writer import StatusWriter
 from connectra.settings import Settings
+from connectra.storable_json import UnstorableJsonError, check_storable
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -207,10 +208,16 @@ class Executor:
             save_checkpoint=save_checkpoint,
         )
 
-    async def _record_success(self, ctx: JobContext, result: dict[str, Any] | None) -> None:
-        """Mark the job completed with what the handler returned."""
+    async def _record_success(self, ctx: JobContext, result: object) -> None:
+        """Mark the job completed with what the handler returned; a result that cannot be
+        stored fails the job instead (permanently: the handler would return it again)."""
+        try:
+            extra = _storable_result(result)
+        except InvalidJobResultError as exc:
+            await self._record_failure(ctx, exc)
+            return
         response: dict[str, Any] = {"runtime_errors": [], "messages": "job completed"}
-        response.update(result or {})
+        response.update(extra)
         if await self._persist(ctx, self.writer.complete, response, JobStatus.COMPLETED):
             ctx.log.info("job completed", extra={"action": "job_complete"})
 
@@ -283,6 +290,21 @@ class Executor:
     async def hand_back(self, jobs: list[Job]) -> int:
         """Give held jobs back (shutdown)."""
         return await self.store.hand_back(jobs, self.kind, self.runner_id)
+
+
+def _storable_result(result: object) -> dict[str, Any]:
+    """A handler's result as `job_response` fields: None or an object jsonb can store."""
+    if result is None:
+        return {}
+    if not isinstance(result, dict):
+        raise InvalidJobResultError(
+            f"the handler returned a {type(result).__name__}; it must return a dict or None"
+        )
+    try:
+        check_storable(result)
+    except UnstorableJsonError as exc:
+        raise InvalidJobResultError(f"the handler's result cannot be stored: {exc}") from None
+    return result
 
 
 def _warn_soft_limit(ctx: JobContext, limit: float) -> None:

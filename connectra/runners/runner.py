@@ -47,7 +47,8 @@ FENCE_SHARE = 0.75
 # Consumers per handler slot: one runs a job while the others wait for the writes of the jobs
 # it ran before (a completion is told one round after it was committed, see status_writer.py).
 CONSUMERS_PER_SLOT = 3
-# Wake a little after a retry falls due, so the claim's `run_after <= now()` holds.
+# Wake a little after a delayed job or a retry falls due, so the claim's `run_after <= now()`
+# holds.
 DUE_SLACK = 0.01
 
 
@@ -68,12 +69,20 @@ class RunnerConfig:
     retry_policy: RetryPolicy
     heartbeat_interval: timedelta = timedelta(seconds=5)
     lease: timedelta = timedelta(seconds=60)
+    queues: tuple[str, ...] | None = None  # None: every queue
 
     @classmethod
-    def from_settings(cls, settings: Settings, kind: RunnerKind, concurrency: int) -> RunnerConfig:
+    def from_settings(
+        cls,
+        settings: Settings,
+        kind: RunnerKind,
+        concurrency: int,
+        queues: tuple[str, ...] | None = None,
+    ) -> RunnerConfig:
         """The seed's knobs: `JOB_IN_QUEUE_SIZE`, the ticker interval, the retry policy."""
         return cls(
             kind=kind,
+            queues=queues,
             concurrency=concurrency,
             queue_size=settings.job_in_queue_size,
             tick_interval=settings.ticker_interval,
@@ -191,10 +200,10 @@ class Runner:
                     await asyncio.wait_for(self._wake.wait(), await self._idle_wait())
 
     async def _idle_wait(self) -> float:
-        """Until the next tick, or sooner when a failed job falls due before it."""
+        """Until the next tick, or sooner when a delayed or failed job falls due before it."""
         tick = self.config.tick_interval.total_seconds()
         try:
-            due = await self.store.seconds_until_due(self.kind)
+            due = await self.store.seconds_until_due(self.kind, self.config.queues)
         except DATABASE_DOWN:
             return tick
         return tick if due is None else min(tick, max(due, 0.0) + DUE_SLACK)
@@ -204,7 +213,7 @@ class Runner:
         if self._is_fenced():
             return False  # no lease can be kept while heartbeats fail: take nothing new
         try:
-            jobs = await self.store.claim(self.kind, self.runner_id, free)
+            jobs = await self.store.claim(self.kind, self.runner_id, free, self.config.queues)
         except DATABASE_DOWN as exc:
             self._log.warning("claim failed: %s", exc, extra={"action": "claim_failed"})
             return False

@@ -10,6 +10,7 @@ import asyncpg
 
 from connectra.db.announcer import CHANNEL, Announcer
 from connectra.db.store import JobStore
+from connectra.jobs import NewJob
 from tests.polling import eventually
 
 
@@ -18,7 +19,7 @@ async def test_concurrent_creates_share_announcements(store: JobStore, database_
     payloads: list[str] = []
     await listener.add_listener(CHANNEL, lambda *args: payloads.append(args[-1]))
     try:
-        await asyncio.gather(*(store.create("noop", {}) for _ in range(50)))
+        await asyncio.gather(*(store.create(NewJob("noop", {})) for _ in range(50)))
 
         async def all_heard() -> bool:
             return len(payloads) == store.announcer.sent
@@ -32,7 +33,7 @@ async def test_concurrent_creates_share_announcements(store: JobStore, database_
 
 async def test_an_idempotent_repeat_announces_nothing(store: JobStore) -> None:
     for _ in range(2):
-        await store.create_once("key-1", "fingerprint", timedelta(hours=1), "noop", {})
+        await store.create_once("key-1", "fingerprint", timedelta(hours=1), NewJob("noop", {}))
     assert store.announcer.sent == 1
 
 
@@ -82,6 +83,6 @@ async def test_a_failed_announcement_does_not_fail_the_create(
     store: JobStore, pool: asyncpg.Pool
 ) -> None:
     store.announcer.pool = _RefusingPool()  # type: ignore[assignment]
-    job = await store.create("noop", {})
+    job = await store.create(NewJob("noop", {}))
     assert await pool.fetchval("SELECT status FROM jobs WHERE uuid = $1", job.uuid) == "open"
     assert store.announcer.sent == 0

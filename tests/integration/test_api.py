@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from connectra.api.app import create_app
 from connectra.db.store import JobStore
-from connectra.jobs import FIRST_TIME, Job, JobStatus
+from connectra.jobs import FIRST_TIME, Job, JobStatus, NewJob
 from connectra.processors.registry import default_registry
 from connectra.settings import Settings, load_settings
 
@@ -112,7 +112,7 @@ async def list_uuids(client: Client, body: dict[str, Any]) -> list[str]:
 
 async def make_jobs(store: JobStore, count: int, job_type: str = "noop") -> list[Job]:
     """Create jobs oldest first."""
-    return [await store.create(job_type, {"n": n}) for n in range(count)]
+    return [await store.create(NewJob(job_type, {"n": n})) for n in range(count)]
 
 
 def newest_first(jobs: Sequence[Job]) -> list[str]:
@@ -405,7 +405,7 @@ async def test_body_just_under_the_limit_is_accepted(client: Client) -> None:
 
 
 async def test_unknown_fields_are_ignored(client: Client) -> None:
-    body = {"job_type": "noop", "job_data": {}, "priority": "high"}
+    body = {"job_type": "noop", "job_data": {}, "colour": "blue"}
     response = await client.post("/common/jobs/create", json=body, headers=AUTH)
     assert response.status == 201
 
@@ -420,12 +420,12 @@ async def test_list_with_an_empty_body_returns_jobs_newest_first(
     response = await client.post("/common/jobs", headers=AUTH)
     assert response.status == 200
     payload = await response.json()
-    assert set(payload) == {"data", "success"}
+    assert set(payload) == {"data", "next_after", "success"}
     assert [job["uuid"] for job in payload["data"]] == newest_first(jobs)
 
 
 async def test_list_returns_the_public_job_shape(client: Client, store: JobStore) -> None:
-    await store.create("noop", {"s3_key": "uploads/contacts.csv"})
+    await store.create(NewJob("noop", {"s3_key": "uploads/contacts.csv"}))
     [job] = (await (await client.post("/common/jobs", json={}, headers=AUTH)).json())["data"]
     seed_fields = {
         "id", "uuid", "job_type", "data", "status", "job_response", "retry_count",
@@ -538,7 +538,7 @@ async def test_list_with_wrong_types_is_400_with_its_code(
 
 
 async def test_get_by_uuid_returns_the_job(client: Client, store: JobStore) -> None:
-    job = await store.create("noop", {"k": "v"})
+    job = await store.create(NewJob("noop", {"k": "v"}))
     response = await client.get(f"/common/jobs/{job.uuid}", headers=AUTH)
     assert response.status == 200
     payload = await response.json()

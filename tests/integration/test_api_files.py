@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 
 from connectra.db.store import JobStore
+from connectra.jobs import NewJob
 from connectra.objectstore import ObjectStore
 from tests.api_client import Client, started
 
@@ -80,7 +81,7 @@ async def test_upload_url_without_a_bucket_is_503(
 
 
 async def completed_export(pool: asyncpg.Pool, store: JobStore, bucket: str, key: str) -> str:
-    job = await store.create("export_csv_file", {"service": "contact"})
+    job = await store.create(NewJob("export_csv_file", {"service": "contact"}))
     await pool.execute(
         "UPDATE jobs SET status = 'completed', job_response = $2 WHERE id = $1",
         job.id,
@@ -112,7 +113,7 @@ async def test_download_url_of_an_unfinished_or_non_export_job_is_409(
     client: Client, store: JobStore
 ) -> None:
     for job_type in ("export_csv_file", "noop"):
-        job = await store.create(job_type, {})
+        job = await store.create(NewJob(job_type, {}))
         response = await client.get(f"/common/jobs/{job.uuid}/download-url", headers=AUTH)
         assert response.status == 409
         assert (await response.json())["error"].startswith("ERR_EXPORT_NOT_READY: ")

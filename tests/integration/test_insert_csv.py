@@ -21,7 +21,7 @@ from elasticsearch import AsyncElasticsearch
 from connectra.catalog import CONTACT
 from connectra.db.store import JobStore
 from connectra.errors import InvalidJobDataError
-from connectra.jobs import FIRST_TIME
+from connectra.jobs import FIRST_TIME, NewJob
 from connectra.logs import BoundLogger
 from connectra.objectstore import BucketNotFound, ObjectNotFound, ObjectStat, ObjectStore
 from connectra.processors import insert_csv, sinks
@@ -738,7 +738,9 @@ async def test_one_connection_gives_the_same_results_as_two(env: Env) -> None:
 
 async def test_progress_lands_on_the_job_row(env: Env, store: JobStore) -> None:
     await env.put("in/p.csv", contacts_csv(12))
-    job = await store.create("insert_csv_file", {"s3_key": "in/p.csv", "s3_bucket": env.bucket})
+    job = await store.create(
+        NewJob("insert_csv_file", {"s3_key": "in/p.csv", "s3_bucket": env.bucket})
+    )
     await store.claim(FIRST_TIME, "test-runner", 1)
     attempt = await store.start(job, FIRST_TIME, "test-runner")
 

@@ -17,7 +17,7 @@ import pytest
 
 from connectra.db.store import JobStore
 from connectra.failures import is_transient
-from connectra.jobs import FIRST_TIME, RETRY, Job, JobStatus, RunnerKind
+from connectra.jobs import FIRST_TIME, RETRY, Job, JobStatus, NewJob, RunnerKind
 from connectra.logs import BoundLogger
 from connectra.objectstore import ObjectChanged, ObjectStat, ObjectStore, ObjectStoreUnavailable
 from connectra.processors.base import JobContext, Services
@@ -297,7 +297,7 @@ async def test_the_retry_runner_resumes_a_failed_import_from_the_job_row(env: En
     await env.put(KEY, data)
     store = JobStore(env.pool)
     job_data = {"s3_key": KEY, "s3_bucket": env.bucket}
-    job = await store.create("insert_csv_file", job_data, retry_count=1, retry_interval=1)
+    job = await store.create(NewJob("insert_csv_file", job_data, retry_count=1, retry_interval=1))
 
     async def checkpoint_saved() -> bool:
         saved = await env.pool.fetchval("SELECT checkpoint FROM jobs WHERE id = $1", job.id)

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from connectra.db.store import JobStore
-from connectra.jobs import JobStatus
+from connectra.jobs import JobStatus, NewJob
 from connectra.objectstore import ObjectStore
 from connectra.processors.registry import default_registry
 from connectra.runners.maintenance import Cleaner
@@ -39,7 +39,7 @@ async def status_of(store: JobStore, uuid: object) -> JobStatus:
 
 
 async def test_cancelling_an_open_job_aborts_it_at_once(client: Client, store: JobStore) -> None:
-    job = await store.create("noop", {})
+    job = await store.create(NewJob("noop", {}))
     response = await client.post(f"/common/jobs/{job.uuid}/cancel", headers=AUTH)
     assert response.status == 200
     assert (await response.json())["data"]["status"] == "aborted"
@@ -47,7 +47,7 @@ async def test_cancelling_an_open_job_aborts_it_at_once(client: Client, store: J
 
 
 async def test_the_seeds_patch_form_cancels_too(client: Client, store: JobStore) -> None:
-    job = await store.create("noop", {})
+    job = await store.create(NewJob("noop", {}))
     response = await client.patch(
         f"/common/jobs/{job.uuid}", json={"status": "aborted"}, headers=AUTH
     )
@@ -56,7 +56,7 @@ async def test_the_seeds_patch_form_cancels_too(client: Client, store: JobStore)
 
 
 async def test_patch_to_any_other_status_is_refused(client: Client, store: JobStore) -> None:
-    job = await store.create("noop", {})
+    job = await store.create(NewJob("noop", {}))
     response = await client.patch(
         f"/common/jobs/{job.uuid}", json={"status": "completed"}, headers=AUTH
     )
@@ -67,8 +67,8 @@ async def test_patch_to_any_other_status_is_refused(client: Client, store: JobSt
 async def test_a_queued_job_cancelled_before_it_starts_never_runs(
     store: JobStore, pool: asyncpg.Pool
 ) -> None:
-    first = await store.create("sleep", {"seconds": 0.5})
-    second = await store.create("sleep", {"seconds": 0})
+    first = await store.create(NewJob("sleep", {"seconds": 0.5}))
+    second = await store.create(NewJob("sleep", {"seconds": 0}))
     async with running(store, config(concurrency=1)):
         await eventually(lambda: _is(store, second.uuid, S.IN_QUEUE))
         await store.cancel(second.uuid)
@@ -81,7 +81,7 @@ async def test_a_queued_job_cancelled_before_it_starts_never_runs(
 async def test_a_running_job_stops_soon_after_it_is_cancelled(
     client: Client, store: JobStore
 ) -> None:
-    job = await store.create("sleep", {"seconds": 60}, retry_count=3)
+    job = await store.create(NewJob("sleep", {"seconds": 60}, retry_count=3))
     cfg = config(heartbeat_interval=timedelta(seconds=0.2))
     async with running(store, cfg):
         await eventually(lambda: _is(store, job.uuid, S.PROCESSING))
@@ -95,7 +95,7 @@ async def test_a_running_job_stops_soon_after_it_is_cancelled(
 
 
 async def test_a_finished_job_cannot_be_cancelled(client: Client, store: JobStore) -> None:
-    job = await store.create("noop", {})
+    job = await store.create(NewJob("noop", {}))
     await store.cancel(job.uuid)
     response = await client.post(f"/common/jobs/{job.uuid}/cancel", headers=AUTH)
     assert response.status == 409
@@ -113,7 +113,7 @@ async def test_cancel_of_an_unknown_job_is_404(client: Client) -> None:
 async def test_a_failed_final_job_is_reopened_with_a_fresh_attempt_budget(
     client: Client, store: JobStore, pool: asyncpg.Pool
 ) -> None:
-    job = await store.create("sleep", {"seconds": 0, "fail_attempts": 1})
+    job = await store.create(NewJob("sleep", {"seconds": 0, "fail_attempts": 1}))
     async with running(store, config()):
         await eventually(lambda: _is(store, job.uuid, S.FAILED_FINAL))
     response = await client.post(f"/common/jobs/{job.uuid}/retry", headers=AUTH)
@@ -129,7 +129,7 @@ async def test_a_failed_final_job_is_reopened_with_a_fresh_attempt_budget(
 
 
 async def test_only_failed_jobs_can_be_retried(client: Client, store: JobStore) -> None:
-    job = await store.create("noop", {})
+    job = await store.create(NewJob("noop", {}))
     response = await client.post(f"/common/jobs/{job.uuid}/retry", headers=AUTH)
     assert response.status == 409
     assert (await response.json())["error"].startswith("ERR_JOB_NOT_RETRYABLE: ")
@@ -194,7 +194,7 @@ async def test_a_malformed_key_is_400(client: Client) -> None:
 async def test_a_job_past_its_hard_time_limit_fails_with_err_timeout(
     store: JobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    job = await store.create("sleep", {"seconds": 30}, retry_count=0)
+    job = await store.create(NewJob("sleep", {"seconds": 30}, retry_count=0))
     monkeypatch.setenv("JOB_TIME_LIMITS", '{"sleep": {"soft": 0.1, "hard": 0.3}}')
     settings = load_settings()
     runner = Runner(store, default_registry(), settings, config())
@@ -217,9 +217,9 @@ async def test_finished_jobs_and_their_result_files_are_deleted_after_their_ttl(
     object_store: ObjectStore,
     s3_bucket: str,
 ) -> None:
-    old_export = await store.create("export_csv_file", {"service": "contact"})
-    recent = await store.create("noop", {})
-    running_job = await store.create("noop", {})
+    old_export = await store.create(NewJob("export_csv_file", {"service": "contact"}))
+    recent = await store.create(NewJob("noop", {}))
+    running_job = await store.create(NewJob("noop", {}))
     await object_store.put_bytes(s3_bucket, "exports/old.csv", b"a\n")
     await pool.execute(
         "UPDATE jobs SET status = 'completed', completed_at = now() - interval '8 days',"
@@ -244,7 +244,7 @@ async def test_result_files_can_expire_before_their_job(
     object_store: ObjectStore,
     s3_bucket: str,
 ) -> None:
-    job = await store.create("export_csv_file", {"service": "contact"})
+    job = await store.create(NewJob("export_csv_file", {"service": "contact"}))
     await object_store.put_bytes(s3_bucket, "exports/x.csv", b"a\n")
     await pool.execute(
         "UPDATE jobs SET status = 'completed', completed_at = now() - interval '2 days',"
@@ -270,7 +270,7 @@ async def test_new_jobs_are_announced_to_listeners(database_url: str, store: Job
     async with asyncio.TaskGroup() as tg:
         tg.create_task(notifier.run(stop))
         await asyncio.wait_for(connected.wait(), 10)
-        await store.create("noop", {})
+        await store.create(NewJob("noop", {}))
         await eventually(lambda: _true(heard == ["open"]), within=5)
         stop.set()
 
@@ -289,9 +289,9 @@ async def test_the_listener_reconnects_after_its_connection_is_killed(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE query LIKE 'LISTEN%' AND datname = current_database()"
         )
-        await store.create("noop", {})  # this one may be missed; the reconnect wakes anyway
+        await store.create(NewJob("noop", {}))  # this one may be missed; the reconnect wakes anyway
         await eventually(lambda: _true(len(connects) == 2), within=20)
-        await store.create("noop", {})
+        await store.create(NewJob("noop", {}))
         await eventually(lambda: _true(heard.count("open") >= 1), within=5)
         stop.set()
 

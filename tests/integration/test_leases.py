@@ -11,7 +11,7 @@ import asyncpg
 import pytest
 
 from connectra.db.store import JobStore
-from connectra.jobs import FIRST_TIME, RETRY, JobStatus
+from connectra.jobs import FIRST_TIME, RETRY, JobStatus, NewJob
 from connectra.processors.registry import default_registry
 from connectra.retry import RetryPolicy
 from connectra.runners.maintenance import Rescuer
@@ -34,7 +34,7 @@ async def expire(pool: asyncpg.Pool, job_id: int) -> None:
 async def test_rescue_returns_a_queued_job_to_open_with_attempts_unchanged(
     store: JobStore, pool: asyncpg.Pool
 ) -> None:
-    job = await store.create("noop", {})
+    job = await store.create(NewJob("noop", {}))
     [claimed] = await store.claim(FIRST_TIME, "dead-runner", 1)
     await expire(pool, claimed.id)
     assert await Rescuer(store, RetryPolicy(), LEASE).rescue_once() == 1
@@ -46,7 +46,7 @@ async def test_rescue_returns_a_queued_job_to_open_with_attempts_unchanged(
 async def test_rescue_fails_a_running_job_and_schedules_its_retry(
     store: JobStore, pool: asyncpg.Pool
 ) -> None:
-    job = await store.create("noop", {}, retry_count=2, retry_interval=30)
+    job = await store.create(NewJob("noop", {}, retry_count=2, retry_interval=30))
     [claimed] = await store.claim(FIRST_TIME, "dead-runner", 1)
     await store.start(claimed, FIRST_TIME, "dead-runner")
     await expire(pool, claimed.id)
@@ -62,7 +62,7 @@ async def test_rescue_fails_a_running_job_and_schedules_its_retry(
 async def test_rescue_of_a_running_job_without_retries_left_is_failed_final(
     store: JobStore, pool: asyncpg.Pool
 ) -> None:
-    job = await store.create("noop", {})
+    job = await store.create(NewJob("noop", {}))
     [claimed] = await store.claim(FIRST_TIME, "dead-runner", 1)
     await store.start(claimed, FIRST_TIME, "dead-runner")
     await expire(pool, claimed.id)
@@ -73,7 +73,7 @@ async def test_rescue_of_a_running_job_without_retries_left_is_failed_final(
 async def test_rescue_aborts_a_job_whose_cancel_was_requested(
     store: JobStore, pool: asyncpg.Pool
 ) -> None:
-    job = await store.create("noop", {}, retry_count=5)
+    job = await store.create(NewJob("noop", {}, retry_count=5))
     [claimed] = await store.claim(FIRST_TIME, "dead-runner", 1)
     await store.start(claimed, FIRST_TIME, "dead-runner")
     await store.cancel(job.uuid)
@@ -83,7 +83,7 @@ async def test_rescue_aborts_a_job_whose_cancel_was_requested(
 
 
 async def test_a_job_with_a_fresh_heartbeat_is_left_alone(store: JobStore) -> None:
-    await store.create("noop", {})
+    await store.create(NewJob("noop", {}))
     await store.claim(FIRST_TIME, "live-runner", 1)
     assert await Rescuer(store, RetryPolicy(), LEASE).rescue_once() == 0
 
@@ -91,7 +91,7 @@ async def test_a_job_with_a_fresh_heartbeat_is_left_alone(store: JobStore) -> No
 async def test_a_retry_queued_job_is_rescued_back_to_failed_and_due(
     store: JobStore, pool: asyncpg.Pool
 ) -> None:
-    job = await store.create("noop", {}, retry_count=1)
+    job = await store.create(NewJob("noop", {}, retry_count=1))
     await pool.execute(
         "UPDATE jobs SET status = 'failed', attempts = 1, run_after = now() WHERE id = $1", job.id
     )
@@ -104,7 +104,7 @@ async def test_a_retry_queued_job_is_rescued_back_to_failed_and_due(
 
 
 async def test_running_runners_heartbeat_their_jobs(store: JobStore, pool: asyncpg.Pool) -> None:
-    job = await store.create("sleep", {"seconds": 60})
+    job = await store.create(NewJob("sleep", {"seconds": 60}))
     cfg = config(heartbeat_interval=timedelta(seconds=0.1), shutdown_grace=timedelta(0))
     async with running(store, cfg):
         await eventually(lambda: _status_is(store, job.uuid, S.PROCESSING))
@@ -119,10 +119,10 @@ async def test_a_held_job_the_runner_does_not_know_is_not_renewed(
 ) -> None:
     # A claim whose answer was lost (the connection dropped after the commit) leaves a job
     # held under the runner's name that no part of the runner knows; it must expire.
-    orphan = await store.create("noop", {})
+    orphan = await store.create(NewJob("noop", {}))
     await store.claim(FIRST_TIME, "runner-x", 1)
     await expire(pool, orphan.id)
-    job = await store.create("sleep", {"seconds": 60})
+    job = await store.create(NewJob("sleep", {"seconds": 60}))
     cfg = config(heartbeat_interval=timedelta(seconds=0.1), shutdown_grace=timedelta(0))
     runner = Runner(store, default_registry(), load_settings(), cfg, runner_id="runner-x")
     stopping = Stopping()
@@ -148,7 +148,7 @@ async def test_a_held_job_the_runner_does_not_know_is_not_renewed(
 async def test_a_runner_stops_a_job_that_was_taken_from_it(
     store: JobStore, pool: asyncpg.Pool
 ) -> None:
-    job = await store.create("sleep", {"seconds": 60}, retry_count=1)
+    job = await store.create(NewJob("sleep", {"seconds": 60}, retry_count=1))
     cfg = config(heartbeat_interval=timedelta(seconds=0.1))
     async with running(store, cfg) as (runner, _):
         await eventually(lambda: _status_is(store, job.uuid, S.PROCESSING))
@@ -164,7 +164,7 @@ async def test_a_runner_stops_a_job_that_was_taken_from_it(
 async def test_a_runner_that_cannot_heartbeat_gives_up_its_jobs_before_the_lease_ends(
     store: JobStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    job = await store.create("sleep", {"seconds": 60})
+    job = await store.create(NewJob("sleep", {"seconds": 60}))
     cfg = config(heartbeat_interval=timedelta(seconds=0.1), lease=timedelta(seconds=0.8))
     async with running(store, cfg) as (runner, _):
         await eventually(lambda: _status_is(store, job.uuid, S.PROCESSING))
@@ -221,7 +221,7 @@ async def test_a_start_that_fails_while_the_database_is_down_is_retried_not_left
     # its commit, with the answer lost with the connection (the retry then finds the job
     # already running for this runner). Left to its lease (600 s here) the job would wait a
     # whole lease after a blip of a second or two; it must go on, and run once.
-    job = await store.create("noop", {})
+    job = await store.create(NewJob("noop", {}))
     flaky = FlakyRounds(store, monkeypatch, failures, after_commit=after_commit, of=STARTS)
     async with running(store, config(lease=timedelta(seconds=600))):
         await eventually(lambda: _status_is(store, job.uuid, S.COMPLETED), within=10)
@@ -243,7 +243,7 @@ async def test_a_completion_committed_whose_answer_was_lost_counts_as_recorded(
 ) -> None:
     # The retry of the completion fails its guard (the job is completed already): that is
     # this attempt's own completion, not a lost job, and must not be reported as a failure.
-    job = await store.create("noop", {})
+    job = await store.create(NewJob("noop", {}))
     flaky = FlakyRounds(store, monkeypatch, 1, after_commit=True, of=COMPLETIONS)
     with caplog.at_level(logging.INFO, logger="connectra.runners.execution"):
         async with running(store, config(lease=timedelta(seconds=600))):

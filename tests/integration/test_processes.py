@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 
 from connectra.db.store import JobStore
+from connectra.jobs import NewJob
 from tests.polling import eventually
 
 
@@ -118,7 +119,7 @@ async def test_three_runner_processes_never_run_the_same_job_twice(
 async def test_sigterm_hands_queued_jobs_back_and_exits_cleanly(
     spawn: Callable[..., Awaitable[Process]], store: JobStore, pool: asyncpg.Pool
 ) -> None:
-    jobs = [await store.create("sleep", {"seconds": 60}) for _ in range(4)]
+    jobs = [await store.create(NewJob("sleep", {"seconds": 60})) for _ in range(4)]
     runner = await spawn(
         "jobs", "first_time", PARALLEL_JOBS="1", JOB_IN_QUEUE_SIZE="5",
         SHUTDOWN_GRACE_SECONDS="1",
@@ -143,7 +144,7 @@ async def test_sigterm_hands_queued_jobs_back_and_exits_cleanly(
 async def test_a_second_signal_stops_at_once_despite_a_long_grace_period(
     spawn: Callable[..., Awaitable[Process]], store: JobStore, pool: asyncpg.Pool
 ) -> None:
-    job = await store.create("sleep", {"seconds": 120})
+    job = await store.create(NewJob("sleep", {"seconds": 120}))
     runner = await spawn("jobs", "first_time", SHUTDOWN_GRACE_SECONDS="300")
 
     async def running() -> bool:
@@ -240,7 +241,7 @@ async def test_a_runner_with_a_long_tick_starts_a_new_job_at_once(
         return any(e.get("action") == "listen" for e in runner.events())
 
     await eventually(listening)
-    job = await store.create("noop", {})
+    job = await store.create(NewJob("noop", {}))
     created = time.monotonic()
 
     async def done() -> bool:
@@ -255,7 +256,7 @@ async def test_a_runner_with_a_long_tick_starts_a_new_job_at_once(
 async def test_a_killed_runners_job_is_rescued_by_another_runner(
     spawn: Callable[..., Awaitable[Process]], store: JobStore, pool: asyncpg.Pool
 ) -> None:
-    job = await store.create("sleep", {"seconds": 60}, retry_count=1, retry_interval=0)
+    job = await store.create(NewJob("sleep", {"seconds": 60}, retry_count=1, retry_interval=0))
     fast_lease = {"HEARTBEAT_INTERVAL_SECONDS": "0.2", "LEASE_SECONDS": "1"}
     doomed = await spawn("jobs", "first_time", **fast_lease)
 
@@ -283,7 +284,7 @@ async def test_a_killed_runners_job_is_rescued_by_another_runner(
 async def test_operator_cancel_and_retry_now(
     spawn: Callable[..., Awaitable[Process]], store: JobStore, pool: asyncpg.Pool
 ) -> None:
-    waiting = await store.create("noop", {})
+    waiting = await store.create(NewJob("noop", {}))
     cancel = await spawn("jobs", "cancel", str(waiting.uuid), LOG_LEVEL="ERROR")
     assert await cancel.wait(30) == 0
     assert json.loads(cancel.output())["status"] == "aborted"
@@ -292,7 +293,7 @@ async def test_operator_cancel_and_retry_now(
     assert await again.wait(30) == 1
     assert again.log_path.read_text().startswith("ERR_JOB_FINISHED: ")
 
-    failed = await store.create("noop", {})
+    failed = await store.create(NewJob("noop", {}))
     await pool.execute(
         "UPDATE jobs SET status = 'failed_final', attempts = 1 WHERE id = $1", failed.id
     )

@@ -14,7 +14,7 @@ import pytest
 
 from connectra.db.store import JobStore
 from connectra.errors import InvalidTransitionError, JobLostError
-from connectra.jobs import FIRST_TIME, RETRY, JobStatus, RunnerKind
+from connectra.jobs import FIRST_TIME, RETRY, JobStatus, NewJob, RunnerKind
 from connectra.processors.base import JobContext, JobType, JobTypeRegistry
 from connectra.processors.demo import NoopData
 from connectra.processors.registry import default_registry
@@ -61,7 +61,7 @@ async def count(pool: asyncpg.Pool, status: str) -> int:
 async def test_first_time_runner_takes_open_jobs_to_completed(
     store: JobStore, pool: asyncpg.Pool
 ) -> None:
-    jobs = [await store.create("noop", {}) for _ in range(20)]
+    jobs = [await store.create(NewJob("noop", {})) for _ in range(20)]
     async with running(store, config()):
         await eventually(lambda: _all_in(pool, "completed", 20))
     for job in jobs:
@@ -82,7 +82,7 @@ async def test_ticker_never_claims_more_than_the_queue_has_room_for(
     store: JobStore, pool: asyncpg.Pool
 ) -> None:
     for _ in range(12):
-        await store.create("sleep", {"seconds": 0.15})
+        await store.create(NewJob("sleep", {"seconds": 0.15}))
     seen_held, seen_queued, seen_running = [], [], []
     async with running(store, config(concurrency=1, queue_size=3)):
 
@@ -109,7 +109,7 @@ async def test_a_failed_job_with_retries_is_rescheduled_after_retry_interval(
     store: JobStore, pool: asyncpg.Pool
 ) -> None:
     job = await store.create(
-        "sleep", {"seconds": 0, "fail_attempts": 1}, retry_count=2, retry_interval=1
+        NewJob("sleep", {"seconds": 0, "fail_attempts": 1}, retry_count=2, retry_interval=1)
     )
     async with running(store, config()):
         await eventually(lambda: _all_in(pool, "failed", 1))
@@ -127,7 +127,7 @@ async def test_a_failed_job_with_retries_is_rescheduled_after_retry_interval(
 
 async def test_retry_runner_honours_run_after(store: JobStore, pool: asyncpg.Pool) -> None:
     job = await store.create(
-        "sleep", {"seconds": 0, "fail_attempts": 1}, retry_count=1, retry_interval=2
+        NewJob("sleep", {"seconds": 0, "fail_attempts": 1}, retry_count=1, retry_interval=2)
     )
     async with running(store, config()):
         await eventually(lambda: _all_in(pool, "failed", 1))
@@ -143,7 +143,7 @@ async def test_retry_runner_honours_run_after(store: JobStore, pool: asyncpg.Poo
 
 
 async def test_retry_count_zero_is_never_retried(store: JobStore, pool: asyncpg.Pool) -> None:
-    job = await store.create("sleep", {"seconds": 0, "fail_attempts": 1}, retry_interval=0)
+    job = await store.create(NewJob("sleep", {"seconds": 0, "fail_attempts": 1}, retry_interval=0))
     async with running(store, config()):
         await eventually(lambda: _all_in(pool, "failed_final", 1))
     assert (await store.get(job.uuid)).run_after is None
@@ -158,7 +158,7 @@ async def test_a_job_is_failed_final_once_its_retries_are_used_up(
     store: JobStore, pool: asyncpg.Pool
 ) -> None:
     job = await store.create(
-        "sleep", {"seconds": 0, "fail_attempts": 10}, retry_count=2, retry_interval=0
+        NewJob("sleep", {"seconds": 0, "fail_attempts": 10}, retry_count=2, retry_interval=0)
     )
     async with running(store, config()):
         await eventually(lambda: _all_in(pool, "failed", 1))
@@ -174,7 +174,7 @@ async def test_a_job_is_failed_final_once_its_retries_are_used_up(
 async def test_shutdown_hands_queued_jobs_back_to_open_with_attempts_unchanged(
     store: JobStore, pool: asyncpg.Pool
 ) -> None:
-    jobs = [await store.create("sleep", {"seconds": 60}) for _ in range(4)]
+    jobs = [await store.create(NewJob("sleep", {"seconds": 60})) for _ in range(4)]
     cfg = config(concurrency=1, shutdown_grace=timedelta(seconds=0.2))
     async with running(store, cfg):
         await eventually(lambda: _all_in(pool, "in_queue", 3))
@@ -188,7 +188,7 @@ async def test_shutdown_hands_queued_jobs_back_to_open_with_attempts_unchanged(
 async def test_running_jobs_finish_within_the_grace_period(
     store: JobStore, pool: asyncpg.Pool
 ) -> None:
-    job = await store.create("sleep", {"seconds": 0.5})
+    job = await store.create(NewJob("sleep", {"seconds": 0.5}))
     async with running(store, config(shutdown_grace=timedelta(seconds=10))):
         await eventually(lambda: _all_in(pool, "processing", 1))
     assert (await store.get(job.uuid)).status is S.COMPLETED
@@ -197,7 +197,7 @@ async def test_running_jobs_finish_within_the_grace_period(
 async def test_hard_stop_hands_back_running_jobs_at_once(
     store: JobStore, pool: asyncpg.Pool
 ) -> None:
-    job = await store.create("sleep", {"seconds": 60})
+    job = await store.create(NewJob("sleep", {"seconds": 60}))
     started = time.monotonic()
     async with running(store, config(shutdown_grace=timedelta(seconds=60))) as (_, stopping):
         await eventually(lambda: _all_in(pool, "processing", 1))
@@ -212,7 +212,7 @@ async def test_retry_runner_hands_back_to_failed_and_keeps_the_job_due(
     store: JobStore, pool: asyncpg.Pool
 ) -> None:
     job = await store.create(
-        "sleep", {"seconds": 60, "fail_attempts": 1}, retry_count=1, retry_interval=0
+        NewJob("sleep", {"seconds": 60, "fail_attempts": 1}, retry_count=1, retry_interval=0)
     )
     await pool.execute(
         "UPDATE jobs SET status = 'failed', attempts = 1, run_after = now() WHERE id = $1", job.id
@@ -230,7 +230,7 @@ async def test_wake_claims_without_waiting_for_the_tick(
 ) -> None:
     async with running(store, config(tick_interval=timedelta(minutes=5))) as (runner, _):
         await asyncio.sleep(0.2)  # the first (empty) tick has happened
-        await store.create("noop", {})
+        await store.create(NewJob("noop", {}))
         runner.wake()
         await eventually(lambda: _all_in(pool, "completed", 1), within=3)
 
@@ -238,7 +238,7 @@ async def test_wake_claims_without_waiting_for_the_tick(
 async def test_an_unknown_job_type_fails_the_job_not_the_runner(
     store: JobStore, pool: asyncpg.Pool
 ) -> None:
-    job = await store.create("no_such_type", {}, retry_count=3)
+    job = await store.create(NewJob("no_such_type", {}, retry_count=3))
     async with running(store, config()):
         await eventually(lambda: _all_in(pool, "failed_final", 1))
     failed = await store.get(job.uuid)
@@ -247,14 +247,14 @@ async def test_an_unknown_job_type_fails_the_job_not_the_runner(
 
 async def test_concurrent_claims_never_hand_out_a_job_twice(store: JobStore) -> None:
     for _ in range(200):
-        await store.create("noop", {})
+        await store.create(NewJob("noop", {}))
     claims = await asyncio.gather(*(store.claim(FIRST_TIME, f"r{i}", 30) for i in range(8)))
     ids = [job.id for claim in claims for job in claim]
     assert len(ids) == len(set(ids)) == 200
 
 
 async def test_a_move_of_a_job_held_by_another_runner_is_an_error(store: JobStore) -> None:
-    await store.create("noop", {})
+    await store.create(NewJob("noop", {}))
     [job] = await store.claim(FIRST_TIME, "owner", 1)
     with pytest.raises(JobLostError):
         await store.start(job, FIRST_TIME, "intruder")
@@ -277,7 +277,7 @@ def test_a_runner_kind_must_follow_the_state_machine() -> None:
 async def test_retry_runner_wakes_when_a_job_falls_due_not_at_the_next_tick(
     store: JobStore, pool: asyncpg.Pool
 ) -> None:
-    job = await store.create("noop", {}, retry_count=1)
+    job = await store.create(NewJob("noop", {}, retry_count=1))
     await pool.execute(
         "UPDATE jobs SET status = 'failed', attempts = 1, run_after = now() + interval '1 second'"
         " WHERE id = $1",
@@ -331,7 +331,7 @@ async def test_a_job_waiting_for_its_completion_write_does_not_hold_a_handler_sl
 ) -> None:
     probe = Probe()
     for _ in range(2):
-        await store.create("probe", {})
+        await store.create(NewJob("probe", {}))
     async with running(store, config(concurrency=1), probe.registry()) as (runner, _):
         release = hold_completions(runner, monkeypatch)
         await eventually(probe.has_run(2))  # the second ran while the first's write waited
@@ -345,7 +345,7 @@ async def test_handlers_never_outnumber_parallel_jobs_nor_waiting_writes_the_con
 ) -> None:
     probe = Probe()
     for _ in range(10):
-        await store.create("probe", {})
+        await store.create(NewJob("probe", {}))
     async with running(store, config(concurrency=2), probe.registry()) as (runner, _):
         release = hold_completions(runner, monkeypatch)
         await eventually(probe.has_run(6))

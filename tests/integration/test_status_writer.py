@@ -12,7 +12,7 @@ import pytest
 
 from connectra.db.store import JobStore
 from connectra.errors import JobLostError
-from connectra.jobs import FIRST_TIME, Job, JobStatus
+from connectra.jobs import FIRST_TIME, Job, JobStatus, NewJob
 from connectra.runners.status_writer import StatusWriter
 from tests.integration.test_runners import config, running
 from tests.polling import eventually
@@ -36,7 +36,7 @@ async def writer(store: JobStore) -> AsyncIterator[StatusWriter]:
 async def claimed(store: JobStore, n: int) -> list[Job]:
     """`n` new no-op jobs, claimed for this runner (queued, not started)."""
     for _ in range(n):
-        await store.create("noop", {})
+        await store.create(NewJob("noop", {}))
     return await store.claim(FIRST_TIME, RUNNER, n)
 
 

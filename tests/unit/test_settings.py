@@ -79,5 +79,5 @@ def test_invalid_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> No
 def test_cross_field_rule_pool_must_fit_the_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PARALLEL_JOBS", "8")
     monkeypatch.setenv("DATABASE_POOL_SIZE", "5")
-    with pytest.raises(ConfigError, match="DATABASE_POOL_SIZE must be at least PARALLEL_JOBS"):
+    with pytest.raises(ConfigError, match="DATABASE_POOL_SIZE must be at least the handler slots"):
         load_settings()

@@ -1,0 +1,135 @@
+-- Named queues, priorities and delayed jobs.
+--
+-- A job belongs to one queue and has a priority (higher runs first). A job created with a
+-- due time in the future waits as 'scheduled' (with its time in run_after) until a claim
+-- promotes it to 'open': kept out of the open claim index, a million delayed jobs cost the
+-- claim nothing.
+ALTER TABLE jobs ADD COLUMN queue text NOT NULL DEFAULT 'default';
+ALTER TABLE jobs ADD COLUMN priority integer NOT NULL DEFAULT 0;
+ALTER TABLE jobs ADD CONSTRAINT jobs_priority_check CHECK (priority BETWEEN -100 AND 100);
+ALTER TABLE jobs ADD CONSTRAINT jobs_queue_check CHECK (queue ~ '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$');
+
+ALTER TABLE jobs DROP CONSTRAINT jobs_status_check;
+ALTER TABLE jobs ADD CONSTRAINT jobs_status_check CHECK (status IN (
+    'scheduled', 'open', 'in_queue', 'processing', 'completed',
+    'failed', 'retry_in_queued', 'retrying', 'failed_final', 'aborted'
+));
+-- A scheduled job always says when it is due.
+ALTER TABLE jobs ADD CONSTRAINT jobs_scheduled_has_time CHECK (
+    status <> 'scheduled' OR run_after IS NOT NULL
+);
+
+-- Claim paths for open jobs, in claim order (higher priority first, then the oldest):
+-- every queue at once, or one queue.
+DROP INDEX jobs_claim_open_idx;
+CREATE INDEX jobs_claim_open_idx ON jobs (priority DESC, id) WHERE status = 'open';
+CREATE INDEX jobs_claim_open_queue_idx ON jobs (queue, priority DESC, id) WHERE status = 'open';
+-- Delayed jobs by due time, for their promotion and for the runner's sleep.
+CREATE INDEX jobs_scheduled_idx ON jobs (run_after) WHERE status = 'scheduled';
+
+-- Promote delayed jobs that are due (a bounded batch): they become open and are claimed like
+-- any other. The status trigger announces them, so runners of other queues wake too.
+CREATE FUNCTION promote_due_jobs(max_jobs integer) RETURNS integer
+LANGUAGE plpgsql
+SET enable_sort = off
+SET enable_bitmapscan = off
+SET enable_seqscan = off
+AS $$
+DECLARE
+    promoted integer;
+BEGIN
+    UPDATE jobs SET status = 'open', updated_at = now()
+    WHERE ctid = ANY(ARRAY(
+        SELECT ctid FROM jobs
+        WHERE status = 'scheduled' AND run_after <= now()
+        ORDER BY run_after
+        LIMIT max_jobs
+        FOR UPDATE SKIP LOCKED
+    ));
+    GET DIAGNOSTICS promoted = ROW_COUNT;
+    RETURN promoted;
+END
+$$;
+
+-- The claims now take the runner's queues (NULL: every queue). Planning is fixed as in
+-- 0006: sorts, bitmap and sequential scans are off inside, so each pick walks an index in
+-- claim order and stops after the rows it claims.
+DROP FUNCTION claim_open_jobs(integer, text);
+DROP FUNCTION claim_due_retries(integer, text);
+
+-- first_time: due delayed jobs are promoted first, then the open jobs of the runner's
+-- queues are picked, higher priority first, then the oldest. Every queue: walks
+-- jobs_claim_open_idx. Named queues: walks jobs_claim_open_queue_idx once per queue (at most
+-- max_jobs rows each) and keeps the best max_jobs of them; the rows read but not kept are
+-- locked only until the claim commits.
+CREATE FUNCTION claim_open_jobs(max_jobs integer, runner text, queues text[]) RETURNS SETOF jobs
+LANGUAGE plpgsql
+SET enable_sort = off
+SET enable_bitmapscan = off
+SET enable_seqscan = off
+AS $$
+BEGIN
+PERFORM 1 FROM jobs WHERE status = 'scheduled' AND run_after <= now() LIMIT 1;
+IF FOUND THEN
+    PERFORM promote_due_jobs(1000);
+END IF;
+IF queues IS NULL THEN
+    RETURN QUERY
+    WITH picked AS (
+        SELECT ctid FROM jobs
+        WHERE status = 'open'
+        ORDER BY priority DESC, id
+        LIMIT max_jobs
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE jobs
+    SET status = 'in_queue', runner_id = runner, heartbeat_at = now(), updated_at = now()
+    WHERE ctid = ANY(ARRAY(SELECT ctid FROM picked))
+    RETURNING *;
+ELSE
+    RETURN QUERY
+    WITH candidates AS (
+        SELECT c.ctid, c.priority, c.id
+        FROM unnest(queues) AS wanted(name)
+        CROSS JOIN LATERAL (
+            SELECT ctid, priority, id FROM jobs
+            WHERE status = 'open' AND queue = wanted.name
+            ORDER BY priority DESC, id
+            LIMIT max_jobs
+            FOR UPDATE SKIP LOCKED
+        ) AS c
+    ), picked AS (
+        SELECT ctid FROM candidates ORDER BY priority DESC, id LIMIT max_jobs
+    )
+    UPDATE jobs
+    SET status = 'in_queue', runner_id = runner, heartbeat_at = now(), updated_at = now()
+    WHERE ctid = ANY(ARRAY(SELECT ctid FROM picked))
+    RETURNING *;
+END IF;
+END
+$$;
+
+-- retry: failed jobs of the runner's queues that are due and have retries left, longest
+-- due first. Uses jobs_claim_retry_idx (the queue is a filter: retries are few).
+CREATE FUNCTION claim_due_retries(max_jobs integer, runner text, queues text[]) RETURNS SETOF jobs
+LANGUAGE plpgsql
+SET enable_sort = off
+SET enable_bitmapscan = off
+SET enable_seqscan = off
+AS $$
+BEGIN
+RETURN QUERY
+WITH picked AS (
+    SELECT ctid FROM jobs
+    WHERE status = 'failed' AND run_after <= now() AND attempts <= retry_count
+      AND (queues IS NULL OR queue = ANY(queues))
+    ORDER BY run_after, id
+    LIMIT max_jobs
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE jobs
+SET status = 'retry_in_queued', runner_id = runner, heartbeat_at = now(), updated_at = now()
+WHERE ctid = ANY(ARRAY(SELECT ctid FROM picked))
+RETURNING *;
+END
+$$;
