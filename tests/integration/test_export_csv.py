@@ -31,6 +31,7 @@ from connectra.catalog import COMPANY, CONTACT, FieldType, Service, UnknownField
 from connectra.db.migrate import migrate
 from connectra.db.pool import create_pool
 from connectra.db.store import JobStore
+from connectra.jobs import NewJob
 from connectra.logs import BoundLogger
 from connectra.objectstore import ObjectStore
 from connectra.processors.base import JobContext, JobTypeRegistry, Services
@@ -237,7 +238,7 @@ async def export_context(
     progress: list[dict[str, Any]] | None = None,
 ) -> JobContext:
     """A context for one attempt of a new export job."""
-    job = await JobStore(pool).create(EXPORT_CSV_FILE.name, job_data)
+    job = await JobStore(pool).create(NewJob(EXPORT_CSV_FILE.name, job_data))
     reports = progress if progress is not None else []
 
     async def report(update: dict[str, Any]) -> None:

@@ -118,7 +118,7 @@ class Env:
         parallel_jobs: int = 4,
     ) -> dict[str, Any]:
         """Run the job's handler on a real job row; its result."""
-        job = await JobStore(self.pool).create("insert_csv_file", data)
+        job = await JobStore(self.pool).create(NewJob("insert_csv_file", data))
         settings = load_settings(
             BATCH_SIZE_FOR_INSERTION=batch_size,
             IMPORT_MAX_REPORTED_ERRORS=max_errors,

@@ -153,7 +153,7 @@ async def test_an_interrupted_import_resumes_from_its_checkpoint(env: Env) -> No
     data = source(60, bad)
     await env.put(KEY, data)
     job = await JobStore(env.pool).create(
-        "insert_csv_file", {"s3_key": KEY, "s3_bucket": env.bucket}
+        NewJob("insert_csv_file", {"s3_key": KEY, "s3_bucket": env.bucket})
     )
 
     first = await interrupted(env, job, after=2)
@@ -186,7 +186,7 @@ async def test_an_interrupted_import_resumes_from_its_checkpoint(env: Env) -> No
 async def test_a_changed_object_makes_the_import_start_over(env: Env) -> None:
     await env.put(KEY, source(60, {2, 40}))
     job = await JobStore(env.pool).create(
-        "insert_csv_file", {"s3_key": KEY, "s3_bucket": env.bucket}
+        NewJob("insert_csv_file", {"s3_key": KEY, "s3_bucket": env.bucket})
     )
     first = await interrupted(env, job, after=2)
     await env.put(KEY, source(80, {70}, start=60))  # other rows under the same key
@@ -213,7 +213,7 @@ async def test_an_object_replaced_after_its_check_is_not_read(env: Env) -> None:
     # replaced in between, the read must fail instead of mixing two versions.
     await env.put(KEY, source(30, set()))
     job = await JobStore(env.pool).create(
-        "insert_csv_file", {"s3_key": KEY, "s3_bucket": env.bucket}
+        NewJob("insert_csv_file", {"s3_key": KEY, "s3_bucket": env.bucket})
     )
 
     class ReplacedAfterStat(ScriptedStore):
@@ -238,7 +238,7 @@ async def test_a_checkpoint_is_saved_once_each_batch_is_committed(env: Env) -> N
     data = source(23, {7})
     await env.put(KEY, data)
     job = await JobStore(env.pool).create(
-        "insert_csv_file", {"s3_key": KEY, "s3_bucket": env.bucket}
+        NewJob("insert_csv_file", {"s3_key": KEY, "s3_bucket": env.bucket})
     )
     committed: list[tuple[int, int]] = []
 
@@ -277,7 +277,7 @@ async def test_a_checkpoint_is_saved_once_each_batch_is_committed(env: Env) -> N
 async def test_a_rerun_from_a_checkpoint_at_the_end_keeps_the_failed_rows_file(env: Env) -> None:
     await env.put(KEY, source(12, {3}))
     job = await JobStore(env.pool).create(
-        "insert_csv_file", {"s3_key": KEY, "s3_bucket": env.bucket}
+        NewJob("insert_csv_file", {"s3_key": KEY, "s3_bucket": env.bucket})
     )
     first = Attempt(env, job, ScriptedStore(env.objects))
     await first.run()
