@@ -19,8 +19,8 @@ test: $(STAMP)
 	$(BIN)/pytest
 
 check: $(STAMP)
-	$(BIN)/ruff check connectra tests bench
-	$(BIN)/ruff format --check connectra tests bench
+	$(BIN)/ruff check connectra tests bench examples
+	$(BIN)/ruff format --check connectra tests bench examples
 	$(BIN)/mypy
 
 clean:

@@ -9,6 +9,11 @@ Each side gets its own database, migrated by its own `connectra migrate` (its ow
 `migrations/`), and its processes import its own code (`PYTHONPATH=<checkout>`, checked before
 anything is measured: the venv's editable install points at one checkout only). Rounds are
 interleaved (this, against, this, against, ...), so a noisy moment of the machine hits both.
+Each run starts from the same state: its `jobs` table emptied and vacuumed, then a
+`CHECKPOINT`; each run's rows are truncated as soon as it ends, so autovacuum has nothing of
+one side to clean up during the other's run. Each runner start imports its checkout anew: a
+digest of `connectra/` and `migrations/` taken at the start and the end flags a tree edited
+during the run (for a stable "this", use a worktree and `--this`).
 
 - Throughput, as `bench_queue.py`'s 1-process product run: one `connectra jobs first_time`
   (`PARALLEL_JOBS=10`, `JOB_IN_QUEUE_SIZE=100`) listening, then all no-op jobs inserted in one
@@ -30,10 +35,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import platform
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -94,6 +101,17 @@ def _git(checkout: Path, *args: str) -> str:
     return out.stdout.rstrip("\n") if out.returncode == 0 else ""
 
 
+def fingerprint(checkout: Path) -> str:
+    """A digest of the side's code and migrations as they are on disk now: every runner start
+    imports them anew, so an edit during the run would mix two versions in one side."""
+    digest = hashlib.sha256()
+    for path in sorted(
+        [*(checkout / "connectra").rglob("*.py"), *(checkout / "migrations").glob("*.sql")]
+    ):
+        digest.update(str(path.relative_to(checkout)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def describe(checkout: Path) -> dict[str, Any]:
     """Where a side's code comes from, checked: a child with the side's environment must import
     `connectra` (and find its migrations) inside the checkout, not in the editable install."""
@@ -123,8 +141,9 @@ def describe(checkout: Path) -> dict[str, Any]:
             checkout, "status", "--porcelain", "--", "connectra", "migrations"
         ).splitlines()[:40],
         "connectra": str(imported),
+        "fingerprint": fingerprint(checkout),
         "migrations": sorted(
-            p.stem for p in (checkout / "migrations").iterdir() if MIGRATION_FILE.match(p.name)
+            p.stem for p in (checkout / "migrations").glob("*.sql") if MIGRATION_FILE.match(p.name)
         ),
     }
 
@@ -165,6 +184,7 @@ async def empty(dsn: str) -> None:
 async def throughput(side: str, checkout: Path, dsn: str, jobs: int, round_no: int) -> dict:
     """One runner process drains `jobs` no-op jobs inserted at once (bench_queue's 1 process)."""
     await settle(dsn)
+    load = round(os.getloadavg()[0], 2)  # the machine's other work shows here
     env = product_env(
         dsn,
         checkout=checkout,
@@ -187,6 +207,7 @@ async def throughput(side: str, checkout: Path, dsn: str, jobs: int, round_no: i
             await conn.execute(ANNOUNCE)
 
             async def done() -> bool:
+                _check_alive(procs)  # a runner that died fails the run now, not at the limit
                 n = await conn.fetchval("SELECT count(*) FROM jobs WHERE status = 'completed'")
                 return bool(n >= jobs)
 
@@ -203,6 +224,7 @@ async def throughput(side: str, checkout: Path, dsn: str, jobs: int, round_no: i
     await empty(dsn)
     return {
         "jobs_per_s": jobs / float(span),
+        "loadavg_1m_before": load,
         "span_s": float(span),
         "wall_s": wall,
         "runner_cpu_us_per_job": 1e6 * runner_cpu / jobs,
@@ -230,6 +252,7 @@ async def latency(side: str, checkout: Path, dsn: str, samples: int, round_no: i
             uuids = list(returned)
 
             async def done() -> bool:
+                _check_alive(procs)
                 n = await conn.fetchval(
                     "SELECT count(*) FROM jobs WHERE status = 'completed' AND uuid::text = ANY($1)",
                     uuids,
@@ -262,6 +285,7 @@ def median_run(runs: list[dict[str, float]]) -> dict[str, Any]:
     return middle | {
         "median_jobs_per_s": statistics.median(run["jobs_per_s"] for run in runs),
         "runs_jobs_per_s": [round(run["jobs_per_s"], 1) for run in runs],
+        "runs": [{k: round(v, 3) for k, v in run.items()} for run in runs],
     }
 
 
@@ -297,7 +321,7 @@ async def measure(args: argparse.Namespace, trees: dict[str, Path]) -> Result:
     async with contextlib.AsyncExitStack() as stack:
         dsns = {}
         for side in SIDES:
-            log(f"versions: {side}: database migrated by its own checkout")
+            log(f"versions: {side}: a database, migrated by the side's own `connectra migrate`")
             dsns[side] = await stack.enter_async_context(
                 bench_database(f"versions_{side}", checkout=trees[side])
             )
@@ -323,6 +347,11 @@ async def measure(args: argparse.Namespace, trees: dict[str, Path]) -> Result:
                     f"p99 {1000 * percentile(values, 99):.1f} ms"
                 )
     d = result.details
+    for side in SIDES:
+        after = fingerprint(trees[side])
+        checkouts[side]["fingerprint_after"] = after
+        if after != checkouts[side]["fingerprint"]:
+            log(f"versions: warning: {side}'s code or migrations changed during the run")
     d["throughput"] = {side: median_run(rates[side]) for side in SIDES}
     d["throughput"]["rounds"] = [
         {side: round(rates[side][i]["jobs_per_s"], 1) for side in SIDES}
@@ -379,7 +408,7 @@ def table(result: Result) -> str:
     for i, run in enumerate(d["throughput"]["rounds"], 1):
         lines.append(
             f"{f'  throughput round {i}':40} {run['this']:>10.1f} {run['against']:>10.1f} "
-            f"{'jobs/s':7} {run['ratio']:>11.2f}x"
+            f"{'jobs/s':7} {run['this'] / run['against']:>11.2f}x"
         )
     for figure in result.figures:
         ratio = "" if figure.ratio is None else f"{figure.ratio:.2f}x"
@@ -390,6 +419,8 @@ def table(result: Result) -> str:
     for side in SIDES:
         c = d["checkouts"][side]
         changed = f", {len(c['changed'])} changed files" if c["changed"] else ""
+        if c["fingerprint_after"] != c["fingerprint"]:
+            changed += ", CODE CHANGED DURING THE RUN"
         lines.append(f"{side}: {c['path']} {c['commit'][:9]} {c['subject'][:60]}{changed}")
     return "\n".join(lines)
 
@@ -409,6 +440,8 @@ def main() -> int:
         if not (tree / "connectra" / "__init__.py").is_file():
             parser.error(f"{side}: {tree} is not a checkout of the product")
     WORK.mkdir(parents=True, exist_ok=True)
+    # A SIGTERM (`timeout`, a CI cancel) unwinds like Ctrl-C: runners stopped, databases dropped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     began = time.time()
     try:
         result = asyncio.run(measure(args, trees))

@@ -9,14 +9,37 @@ What a user may import from here is listed in `__all__`; everything else is inte
     @registry.job(queue="webhooks", retry_count=5)
     async def send_webhook(ctx: JobContext, data: Webhook) -> dict[str, object]: ...
 
-Run it with `connectra jobs first_time --app mymodule:registry`.
+Run it with `connectra jobs first_time --app mymodule:registry`. The names are imported on
+first use, so `import connectra.client` does not load the server's modules.
 """
 
-from connectra.errors import ConnectraError, JobFailedError, PermanentJobError
-from connectra.jobs import Job, JobStatus, NewJob
-from connectra.processors.base import JobContext, JobType, JobTypeRegistry, Services
-from connectra.schedules import Schedule
-from connectra.settings import Settings, TimeLimits
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from connectra.errors import ConnectraError, JobFailedError, PermanentJobError
+    from connectra.jobs import Job, JobStatus, NewJob
+    from connectra.processors.base import JobContext, JobType, JobTypeRegistry, Services
+    from connectra.schedules import Schedule
+    from connectra.settings import Settings, TimeLimits
+
+_EXPORTS = {
+    "ConnectraError": "connectra.errors",
+    "Job": "connectra.jobs",
+    "JobContext": "connectra.processors.base",
+    "JobFailedError": "connectra.errors",
+    "JobStatus": "connectra.jobs",
+    "JobType": "connectra.processors.base",
+    "JobTypeRegistry": "connectra.processors.base",
+    "NewJob": "connectra.jobs",
+    "PermanentJobError": "connectra.errors",
+    "Schedule": "connectra.schedules",
+    "Services": "connectra.processors.base",
+    "Settings": "connectra.settings",
+    "TimeLimits": "connectra.settings",
+}
 
 __all__ = [
     "ConnectraError",
@@ -33,3 +56,12 @@ __all__ = [
     "Settings",
     "TimeLimits",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name from its module on first use (PEP 562)."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'connectra' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value

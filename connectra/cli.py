@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
 from typing import Annotated, Any, NoReturn, TypeVar
 from uuid import UUID
 
@@ -16,14 +17,19 @@ from connectra.db.embedded import start_embedded
 from connectra.db.migrate import ensure_schema
 from connectra.db.migrate import migrate as apply_migrations
 from connectra.db.pool import create_pool
+from connectra.db.schedule_store import ScheduleStore, StoredSchedule, schedule_to_json
 from connectra.db.store import JobStore
 from connectra.errors import ConnectraError
-from connectra.jobs import JobStatus, job_to_json, parse_run_at
+from connectra.job_table import render_table
+from connectra.job_watch import ProgressLine, exit_code, follow, has_ended
+from connectra.jobs import Job, JobStatus, job_to_json, parse_run_at
 from connectra.local_s3 import LOCAL_BUCKET, LOCAL_CREDENTIAL, local_s3
 from connectra.logs import configure_logging
 from connectra.processors.base import JobTypeRegistry
 from connectra.processors.loader import load_registry
 from connectra.runners.daemon import Parts, serve
+from connectra.runners.scheduler import tick_job
+from connectra.schedules import Schedule
 from connectra.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("connectra")
@@ -127,9 +133,9 @@ def _first(group: BaseExceptionGroup[E]) -> E:
     return _first(first) if isinstance(first, BaseExceptionGroup) else first
 
 
-def _daemon(parts: Parts, settings: Settings) -> None:
+def _daemon(parts: Parts, settings: Settings, registry: JobTypeRegistry | None = None) -> None:
     """Run the daemon with these parts until it is signalled to stop."""
-    registry = _registry(settings)
+    registry = registry or _registry(settings)
     url = _database_url(settings)
     _run(lambda: serve(settings, url, parts, registry=registry))
 
@@ -166,6 +172,7 @@ def run(app: AppOption = None, queues: QueuesOption = None) -> None:
     """The local default: migrate, then run the API and both runners in one process."""
     overrides: dict[str, Any] = _overrides(app, queues)
     settings = _settings(**overrides)
+    registry = _registry(settings)  # a bad --app stops us before anything starts
     if not settings.api_keys:
         log.warning(
             "API_KEYS is not set: accepting the local development key %r",
@@ -175,7 +182,7 @@ def run(app: AppOption = None, queues: QueuesOption = None) -> None:
         overrides["API_KEYS"] = LOCAL_API_KEY
     parts = Parts(api=True, first_time=True, retry=True, migrate=True)
     if settings.s3_endpoint_url or settings.aws_access_key_id:
-        _daemon(parts, _settings(**overrides))
+        _daemon(parts, _settings(**overrides), registry)
         return
     try:
         with local_s3(settings.local_s3_port, settings.s3_bucket or LOCAL_BUCKET) as s3:
@@ -185,7 +192,7 @@ def run(app: AppOption = None, queues: QueuesOption = None) -> None:
                 "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIAL,
                 "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIAL,
             }
-            _daemon(parts, _settings(**overrides))
+            _daemon(parts, _settings(**overrides), registry)
     except ConnectraError as exc:
         _fail(exc.render(), 1)
 
@@ -217,6 +224,35 @@ def _print_json(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2))
 
 
+TimeoutOption = Annotated[
+    float | None,
+    typer.Option("--timeout", min=0, help="Stop waiting after this many seconds (exit 124)."),
+]
+
+
+def _follow(
+    settings: Settings, first: Callable[[JobStore], Awaitable[Job]], timeout: float | None
+) -> NoReturn:
+    """Get a job from `first`, show its progress until it ends, print it and exit: 0 when
+    completed, 1 when failed_final or aborted, 124 on timeout, 130 on Ctrl-C."""
+    line = ProgressLine(sys.stderr)
+
+    async def watch(store: JobStore) -> Job:
+        """Follow the job `first` gives."""
+        return await follow(store, (await first(store)).uuid, line, timeout)
+
+    try:
+        job = _run(lambda: _with_store(settings, watch))
+    except KeyboardInterrupt:
+        line.end()
+        _fail(line.stopped(), 130)
+    line.end()
+    _print_json(job_to_json(job))
+    if not has_ended(job):
+        _fail(f"timed out after {timeout:g} s; job {job.uuid} is {job.status}", 124)
+    raise typer.Exit(exit_code(job))
+
+
 @jobs_app.command("create")
 def create(
     job_type: Annotated[str, typer.Argument(help="The job type, e.g. noop or sleep.")],
@@ -235,9 +271,15 @@ def create(
     retry_interval: Annotated[
         int | None, typer.Option(min=0, help="Seconds between retries.")
     ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Show its progress until it ends; exit 0 if completed.")
+    ] = False,
+    timeout: TimeoutOption = None,
     app: AppOption = None,
 ) -> None:
     """Create a job, as POST /common/jobs/create does."""
+    if timeout is not None and not wait:
+        raise typer.BadParameter("--timeout needs --wait", param_hint="--timeout")
     settings = _settings(**_overrides(app))
     try:
         raw = json.loads(data)
@@ -256,6 +298,8 @@ def create(
             delay_seconds=delay,
         )
     )
+    if wait:
+        _follow(settings, lambda store: store.create(new), timeout)
     job = _run(lambda: _with_store(settings, lambda store: store.create(new)))
     _print_json(job_to_json(job))
 
@@ -274,16 +318,35 @@ def list_jobs(
     job_type: Annotated[str | None, typer.Option("--type")] = None,
     queue: Annotated[list[str] | None, typer.Option(help="Repeat for several.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=100)] = 25,
+    after: Annotated[
+        int | None, typer.Option(min=0, help="The next page: the id the hint of the last gave.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The jobs as JSON, for scripts.")] = False,
 ) -> None:
-    """List jobs newest first, as POST /common/jobs does."""
+    """List jobs newest first, as POST /common/jobs does: a table, or JSON with --json."""
     settings = _settings()
     jobs = _run(
         lambda: _with_store(
             settings,
-            lambda store: store.find(job_type=job_type, statuses=status, queues=queue, limit=limit),
+            lambda store: store.find(
+                job_type=job_type, statuses=status, queues=queue, limit=limit, after=after
+            ),
         )
     )
-    _print_json([job_to_json(job) for job in jobs])
+    if as_json:
+        _print_json([job_to_json(job) for job in jobs])
+        return
+    _print_table(jobs, full_page=len(jobs) == limit)
+
+
+def _print_table(jobs: list[Job], full_page: bool) -> None:
+    """The jobs as a table; on stderr, how to get the next page when this one is full."""
+    if not jobs:
+        typer.echo("no jobs", err=True)
+        return
+    typer.echo(render_table(jobs, datetime.now(UTC)))
+    if full_page:
+        typer.echo(f"more jobs may follow: add --after {jobs[-1].id}", err=True)
 
 
 @jobs_app.command("show")
@@ -302,12 +365,160 @@ def cancel(uuid: Annotated[UUID, typer.Argument(help="The job's uuid.")]) -> Non
     _print_json(job_to_json(job))
 
 
-@jobs_app.command("retry-now")
-def retry_now(uuid: Annotated[UUID, typer.Argument(help="The job's uuid.")]) -> None:
-    """Reopen a failed or failed_final job with a fresh attempt budget."""
+@jobs_app.command("watch")
+def watch(
+    uuid: Annotated[UUID, typer.Argument(help="The job's uuid.")],
+    timeout: TimeoutOption = None,
+) -> None:
+    """Show a job's progress until it ends; exit 0 if it completed, 1 if it failed or was
+    aborted. Ctrl-C stops watching, not the job."""
+    settings = _settings()
+    _follow(settings, lambda store: store.get(uuid), timeout)
+
+
+@jobs_app.command("requeue")
+def requeue(uuid: Annotated[UUID, typer.Argument(help="The job's uuid.")]) -> None:
+    """Reopen a failed or failed_final job as open, with a fresh attempt budget (a manual
+    retry, as POST /common/jobs/{uuid}/retry)."""
     settings = _settings()
     job = _run(lambda: _with_store(settings, lambda store: store.reopen(uuid)))
     _print_json(job_to_json(job))
+
+
+@jobs_app.command("retry-now", hidden=True)
+def retry_now(uuid: Annotated[UUID, typer.Argument(help="The job's uuid.")]) -> None:
+    """Deprecated name of `jobs requeue`."""
+    typer.echo("warning: 'jobs retry-now' is deprecated; use 'jobs requeue'", err=True)
+    requeue(uuid)
+
+
+# -- cron schedules: `connectra schedules list|add|remove|pause|resume` ----------------------
+
+schedules_app = typer.Typer(help="Manage cron schedules.", no_args_is_help=True)
+app.add_typer(schedules_app, name="schedules")
+
+SCHEDULE_COLUMNS = (
+    ("NAME", "name"),
+    ("CRON", "cron"),
+    ("TIMEZONE", "timezone"),
+    ("JOB TYPE", "job_type"),
+    ("QUEUE", "queue"),
+    ("PAUSED", "paused"),
+    ("LAST TICK", "last_tick_at"),
+    ("NEXT TICK", "next_tick_at"),
+    ("SOURCE", "source"),
+)
+ScheduleAction = Callable[[ScheduleStore], Awaitable[StoredSchedule]]
+
+
+def _on_schedules(settings: Settings, action: Callable[[ScheduleStore], Awaitable[T]]) -> T:
+    """Run one schedule store action on a small pool."""
+    return _run(lambda: _with_store(settings, lambda store: action(ScheduleStore(store.pool))))
+
+
+def _print_schedule(settings: Settings, action: ScheduleAction) -> None:
+    """Run an action that gives one schedule; print it as JSON."""
+
+    async def shown(schedules: ScheduleStore) -> dict[str, Any]:
+        """The schedule as of the database's clock."""
+        stored = await action(schedules)
+        return schedule_to_json(stored, await schedules.now())
+
+    _print_json(_on_schedules(settings, shown))
+
+
+def _schedule_cell(value: object) -> str:
+    """One cell of the schedules table."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def _schedule_table(schedules: list[dict[str, Any]]) -> str:
+    """Schedules as aligned columns, one per line, under a header."""
+    rows = [[title for title, _ in SCHEDULE_COLUMNS]]
+    rows += [[_schedule_cell(s[key]) for _, key in SCHEDULE_COLUMNS] for s in schedules]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(SCHEDULE_COLUMNS))]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    ]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+@schedules_app.command("list")
+def list_schedules(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List schedules with their last and next tick (UTC; QUEUE '-' is the job type's)."""
+    settings = _settings()
+
+    async def listing(schedules: ScheduleStore) -> list[dict[str, Any]]:
+        """Every schedule as of the database's clock."""
+        now = await schedules.now()
+        return [schedule_to_json(stored, now) for stored in await schedules.all()]
+
+    shown = _on_schedules(settings, listing)
+    if as_json:
+        _print_json(shown)
+    else:
+        typer.echo(_schedule_table(shown) if shown else "no schedules")
+
+
+@schedules_app.command("add")
+def add_schedule(
+    name: Annotated[str, typer.Argument(help="The schedule's name.")],
+    cron: Annotated[str, typer.Option("--cron", help="5 fields, e.g. '*/5 * * * *'.")],
+    job_type: Annotated[str, typer.Option("--job-type", help="The job type to create.")],
+    data: Annotated[str, typer.Option("--data", help="job_data as a JSON object.")] = "{}",
+    timezone: Annotated[str, typer.Option("--timezone", help="IANA time zone.")] = "UTC",
+    queue: Annotated[str | None, typer.Option(help="Queue (default: the job type's).")] = None,
+    priority: Annotated[
+        int | None, typer.Option(help="-100 to 100, higher runs first (default: the type's).")
+    ] = None,
+    app: AppOption = None,
+) -> None:
+    """Add a schedule, checked against the job types of --app, as POST /common/schedules."""
+    settings = _settings(**_overrides(app))
+    try:
+        raw = json.loads(data)
+    except json.JSONDecodeError as exc:
+        _fail(f"ERR_INVALID_JOB_DATA: --data is not valid JSON: {exc}", 1)
+    if not isinstance(raw, dict):
+        _fail("ERR_INVALID_JOB_DATA: --data must be a JSON object", 1)
+    registry = _registry(settings)
+
+    def checked() -> Schedule:
+        """The schedule, refused unless its job type accepts its data."""
+        schedule = Schedule(name, cron, job_type, raw, timezone, queue, priority)
+        tick_job(registry, schedule)
+        return schedule
+
+    schedule = _run_sync(checked)
+    _print_schedule(settings, lambda schedules: schedules.add(schedule))
+
+
+@schedules_app.command("remove")
+def remove_schedule(name: Annotated[str, typer.Argument(help="The schedule's name.")]) -> None:
+    """Delete a schedule (its jobs stay); one still declared in code returns at next start."""
+    _print_schedule(_settings(), lambda schedules: schedules.remove(name))
+
+
+@schedules_app.command("pause")
+def pause_schedule(name: Annotated[str, typer.Argument(help="The schedule's name.")]) -> None:
+    """Stop a schedule from firing until it is resumed (kept across restarts)."""
+    _print_schedule(_settings(), lambda schedules: schedules.pause(name))
+
+
+@schedules_app.command("resume")
+def resume_schedule(name: Annotated[str, typer.Argument(help="The schedule's name.")]) -> None:
+    """Fire a paused schedule again from its next tick on (missed ticks are not fired)."""
+    _print_schedule(_settings(), lambda schedules: schedules.resume(name))
+
+
+# -- end of cron schedules ---------------------------------------------------------------------
 
 
 def main() -> None:

@@ -185,6 +185,7 @@ class Job:
     retry_count: int
     retry_interval: int
     run_after: datetime | None
+    run_at: datetime | None
     attempts: int
     runner_id: str | None
     heartbeat_at: datetime | None
@@ -195,6 +196,8 @@ class Job:
     updated_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
+    # The cron schedule that created the job, if one did.
+    schedule_name: str | None = None
 
     @property
     def retries_left(self) -> int:
@@ -216,6 +219,7 @@ def job_to_json(job: Job) -> dict[str, Any]:
         "retry_count": job.retry_count,
         "retry_interval": job.retry_interval,
         "run_after": _iso(job.run_after),
+        "run_at": _iso(job.run_at),
         "created_at": _iso(job.created_at),
         "updated_at": _iso(job.updated_at),
         "attempts": job.attempts,
@@ -224,6 +228,7 @@ def job_to_json(job: Job) -> dict[str, Any]:
         "runner_id": job.runner_id,
         "cancel_requested_at": _iso(job.cancel_requested_at),
         "rescue_count": job.rescue_count,
+        "schedule_name": job.schedule_name,
     }
 
 

@@ -30,6 +30,13 @@ class ScheduleNotFoundError(RequestError):
     http_status = 404
 
 
+class ScheduleExistsError(RequestError):
+    """a schedule with this name exists already; remove it first or choose another name"""
+
+    code = "ERR_SCHEDULE_EXISTS"
+    http_status = 409
+
+
 def check_cron(expression: object) -> str:
     """A standard 5-field cron expression (minute hour day-of-month month day-of-week)."""
     if not isinstance(expression, str) or len(expression.split()) != 5:
@@ -98,13 +105,25 @@ class Schedule:
             moment = local.replace(microsecond=0)
         else:
             moment = ticks.get_prev(datetime)
+        while self._repeats(moment):
+            moment = ticks.get_prev(datetime)
         return moment.astimezone(UTC)
 
     def next_tick(self, now: datetime) -> datetime:
         """The first tick strictly after `now` (aware), in UTC."""
-        local = now.astimezone(check_timezone(self.timezone))
-        moment: datetime = croniter(self.cron, local).get_next(datetime)
+        ticks = croniter(self.cron, now.astimezone(check_timezone(self.timezone)))
+        moment: datetime = ticks.get_next(datetime)
+        while self._repeats(moment):
+            moment = ticks.get_next(datetime)
         return moment.astimezone(UTC)
+
+    def _repeats(self, local: datetime) -> bool:
+        """Whether this tick is the second pass of a wall-clock time repeated when the clocks
+        go back, for a fixed-time schedule (no '*' in its minute and hour fields): as cron
+        does, a daily 01:30 runs once on that day, while '*/15 * * * *' keeps real time."""
+        if local.fold == 0 or any("*" in part for part in self.cron.split()[:2]):
+            return False
+        return local.replace(fold=0).utcoffset() != local.utcoffset()
 
     def due_tick(self, now: datetime, since: datetime) -> datetime | None:
         """The tick to fire now, if any: the most recent one after `since` (the last tick

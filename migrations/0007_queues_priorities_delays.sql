@@ -6,6 +6,9 @@
 -- claim nothing.
 ALTER TABLE jobs ADD COLUMN queue text NOT NULL DEFAULT 'default';
 ALTER TABLE jobs ADD COLUMN priority integer NOT NULL DEFAULT 0;
+-- When the job was due to run first, if it was delayed (run_after is the gate, and is cleared
+-- once the job finishes; this stays).
+ALTER TABLE jobs ADD COLUMN run_at timestamptz;
 ALTER TABLE jobs ADD CONSTRAINT jobs_priority_check CHECK (priority BETWEEN -100 AND 100);
 ALTER TABLE jobs ADD CONSTRAINT jobs_queue_check CHECK (queue ~ '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$');
 

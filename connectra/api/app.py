@@ -8,6 +8,13 @@ from connectra.api.control import cancel_job, patch_job, readyz, retry_job
 from connectra.api.files import download_url, upload_url
 from connectra.api.handlers import create_job, get_job, healthz, list_jobs
 from connectra.api.middleware import auth_middleware, error_middleware
+from connectra.api.schedules import (
+    add_schedule,
+    list_schedules,
+    pause_schedule,
+    remove_schedule,
+    resume_schedule,
+)
 from connectra.api.state import (
     OBJECTS,
     ON_JOB_CREATED,
@@ -52,6 +59,15 @@ def create_app(
             web.post("/common/jobs/{uuid}/retry", retry_job),
             web.patch("/common/jobs/{uuid}", patch_job),
             web.get("/common/upload-url", upload_url),
+        ]
+    )
+    app.add_routes(
+        [
+            web.get("/common/schedules", list_schedules),
+            web.post("/common/schedules", add_schedule),
+            web.delete("/common/schedules/{name}", remove_schedule),
+            web.post("/common/schedules/{name}/pause", pause_schedule),
+            web.post("/common/schedules/{name}/resume", resume_schedule),
         ]
     )
     return app

@@ -17,13 +17,15 @@ from __future__ import annotations
 # Create jobs, one or many in one statement (arrays of equal length, in this order: job_type,
 # data as JSON text, retry_count, retry_interval, queue, priority, run_at, delay_seconds). A job
 # whose due time (run_at, or now + delay_seconds) is in the future waits as 'scheduled' with
-# that time in run_after; any other is open at once (run_after keeps a due time it was given).
+# that time in run_after; any other is open at once. run_at keeps the due time it was given.
 # The data is sent as text and cast here, so the statement works on a caller's own connection
 # whatever jsonb codec it has. Rows come back in the order given.
 JOB_INSERT = """
-INSERT INTO jobs (job_type, data, retry_count, retry_interval, queue, priority, status, run_after)
+INSERT INTO jobs (job_type, data, retry_count, retry_interval, queue, priority, status,
+                  run_after, run_at)
 SELECT n.job_type, n.data::jsonb, n.retry_count, n.retry_interval, n.queue, n.priority,
-       CASE WHEN n.due > now() THEN 'scheduled' ELSE 'open' END, n.due
+       CASE WHEN n.due > now() THEN 'scheduled' ELSE 'open' END,
+       CASE WHEN n.due > now() THEN n.due END, n.due
 FROM (
     SELECT t.*, coalesce(t.run_at, now() + make_interval(secs => t.delay_seconds)) AS due
     FROM unnest($1::text[], $2::text[], $3::integer[], $4::integer[], $5::text[],
@@ -278,4 +280,86 @@ DELETE FROM job_idempotency_keys
 WHERE key IN (
     SELECT key FROM job_idempotency_keys WHERE expires_at <= now() LIMIT $1
 )
+"""
+
+# -- cron schedules ----------------------------------------------------------------------------
+# The schedules table is small (one row per schedule): reads scan it or use its primary key.
+
+# The database's clock: every runner judges ticks by it, whatever its machine's clock says.
+DATABASE_NOW = "SELECT clock_timestamp()"
+
+# Every schedule, by name. Primary key.
+SCHEDULE_LIST = "SELECT * FROM schedules ORDER BY name"
+
+# Primary key.
+SCHEDULE_GET = "SELECT * FROM schedules WHERE name = $1"
+
+# The schedules that may fire. A scan of the small table.
+SCHEDULE_LIST_ACTIVE = "SELECT * FROM schedules WHERE NOT paused ORDER BY name"
+
+# Add a schedule at run time; NULL when the name is taken. Primary key.
+SCHEDULE_INSERT = """
+INSERT INTO schedules (name, cron, timezone, job_type, data, queue, priority, source)
+VALUES ($1, $2, $3, $4, $5, $6, $7, 'api')
+ON CONFLICT (name) DO NOTHING
+RETURNING *
+"""
+
+# The schedules declared in code (arrays of equal length, sorted by name so that processes
+# starting together lock the rows in the same order): their definition is written, `paused`
+# and `last_tick_at` are kept, and a row that would not change is not written. Primary key.
+SCHEDULE_UPSERT_FROM_CODE = """
+INSERT INTO schedules AS s (name, cron, timezone, job_type, data, queue, priority, source)
+SELECT d.name, d.cron, d.timezone, d.job_type, d.data, d.queue, d.priority, 'code'
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::text[],
+            $7::integer[]) WITH ORDINALITY AS d(name, cron, timezone, job_type, data, queue,
+                                                priority, position)
+ORDER BY d.position
+ON CONFLICT (name) DO UPDATE
+SET cron = EXCLUDED.cron, timezone = EXCLUDED.timezone, job_type = EXCLUDED.job_type,
+    data = EXCLUDED.data, queue = EXCLUDED.queue, priority = EXCLUDED.priority,
+    source = 'code', updated_at = now()
+WHERE (s.cron, s.timezone, s.job_type, s.data, s.queue, s.priority, s.source)
+      IS DISTINCT FROM (EXCLUDED.cron, EXCLUDED.timezone, EXCLUDED.job_type, EXCLUDED.data,
+                        EXCLUDED.queue, EXCLUDED.priority, 'code')
+RETURNING s.name
+"""
+
+# Primary key.
+SCHEDULE_DELETE = "DELETE FROM schedules WHERE name = $1 RETURNING *"
+
+# Primary key.
+SCHEDULE_PAUSE = """
+UPDATE schedules SET paused = true, updated_at = now() WHERE name = $1 RETURNING *
+"""
+
+# A schedule and the database's clock, locked for a resume. Primary key.
+SCHEDULE_LOCK = "SELECT *, clock_timestamp() AS db_now FROM schedules WHERE name = $1 FOR UPDATE"
+
+# Resume; $2 (the latest tick, passed over while paused, or NULL) moves last_tick_at forward
+# so that resuming does not fire a tick missed while paused. Primary key.
+SCHEDULE_RESUME = """
+UPDATE schedules
+SET paused = false, last_tick_at = greatest(last_tick_at, $2), updated_at = now()
+WHERE name = $1
+RETURNING *
+"""
+
+# Take tick $2 of schedule $1: moves last_tick_at forward, only forward, and only for an
+# active schedule. Of runners racing for one tick, the first commits and the others, waiting
+# on its row lock, then find last_tick_at = $2 and get no row. Primary key.
+SCHEDULE_CLAIM_TICK = """
+UPDATE schedules SET last_tick_at = $2
+WHERE name = $1 AND NOT paused AND (last_tick_at IS NULL OR last_tick_at < $2)
+RETURNING name
+"""
+
+# The job of a schedule's tick, open at once; no row when the tick's job exists already
+# (the second guard of exactly once: jobs_schedule_tick_key).
+JOB_INSERT_FOR_TICK = """
+INSERT INTO jobs (job_type, data, retry_count, retry_interval, queue, priority, status,
+                  schedule_name, schedule_tick_at)
+VALUES ($1, $2, $3, $4, $5, $6, 'open', $7, $8)
+ON CONFLICT (schedule_name, schedule_tick_at) WHERE schedule_name IS NOT NULL DO NOTHING
+RETURNING *
 """

@@ -53,6 +53,7 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
         retry_count=row["retry_count"],
         retry_interval=row["retry_interval"],
         run_after=row["run_after"],
+        run_at=row["run_at"],
         attempts=row["attempts"],
         runner_id=row["runner_id"],
         heartbeat_at=row["heartbeat_at"],
@@ -63,6 +64,7 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
         updated_at=row["updated_at"],
         started_at=row["started_at"],
         completed_at=row["completed_at"],
+        schedule_name=row["schedule_name"],
     )
 
 
@@ -85,15 +87,19 @@ def _insert_args(jobs: Sequence[NewJob]) -> tuple[list[Any], ...]:
     )
 
 
-async def insert_jobs(conn: asyncpg.Connection, jobs: Sequence[NewJob]) -> list[Job]:
+async def insert_jobs(conn: asyncpg.Connection | asyncpg.Pool, jobs: Sequence[NewJob]) -> list[Job]:
     """Insert jobs in one statement on this connection and announce them to the runners.
 
     The announcement is a NOTIFY in the same transaction, which PostgreSQL delivers only when
     it commits: inside a caller's transaction, the jobs exist and are announced only if that
-    transaction commits. Outside one, the insert and the NOTIFY commit together.
+    transaction commits. Outside one (or given a pool), the insert and the NOTIFY commit
+    together.
     """
     if not jobs:
         return []
+    if isinstance(conn, asyncpg.Pool):
+        async with conn.acquire() as acquired:
+            return await insert_jobs(acquired, jobs)
     async with conn.transaction():
         rows = await conn.fetch(q.JOB_INSERT, *_insert_args(jobs))
         await conn.execute(q.JOBS_ANNOUNCE, CHANNEL, "open")

@@ -110,7 +110,9 @@ class JobType(Generic[DataT]):
             delay_seconds=delay_seconds,
         )
 
-    async def dispatch(self, conn: asyncpg.Connection, data: object, **options: Any) -> Job:
+    async def dispatch(
+        self, conn: asyncpg.Connection | asyncpg.Pool, data: object, **options: Any
+    ) -> Job:
         """Create one job of this type on `conn` (see `JobTypeRegistry.dispatch`)."""
         jobs = await insert_jobs(conn, [self.new_job(data, **options)])
         return jobs[0]
@@ -254,14 +256,16 @@ class JobTypeRegistry:
         return self.get(name).new_job(data, **options)
 
     async def dispatch(
-        self, conn: asyncpg.Connection, name: str, data: object, **options: Any
+        self, conn: asyncpg.Connection | asyncpg.Pool, name: str, data: object, **options: Any
     ) -> Job:
         """Create one job on the caller's connection. Inside the caller's transaction the job
         exists, and runners hear of it, only once that transaction commits."""
         jobs = await insert_jobs(conn, [self.new_job(name, data, **options)])
         return jobs[0]
 
-    async def dispatch_many(self, conn: asyncpg.Connection, jobs: Sequence[NewJob]) -> list[Job]:
+    async def dispatch_many(
+        self, conn: asyncpg.Connection | asyncpg.Pool, jobs: Sequence[NewJob]
+    ) -> list[Job]:
         """Create many jobs (from `new_job`) in one statement on the caller's connection."""
         for job in jobs:
             self.get(job.job_type)

@@ -15,6 +15,7 @@ import asyncpg
 from connectra.connections import open_services
 from connectra.db.migrate import ensure_schema
 from connectra.db.pool import DATABASE_DOWN, create_pool
+from connectra.db.schedule_store import ScheduleStore
 from connectra.db.store import JobStore
 from connectra.jobs import FIRST_TIME, RETRY, Job
 from connectra.processors.base import JobTypeRegistry, Services
@@ -22,6 +23,7 @@ from connectra.processors.registry import default_registry
 from connectra.runners.maintenance import Cleaner, Rescuer
 from connectra.runners.notifier import Notifier
 from connectra.runners.runner import Runner, RunnerConfig, Stopping
+from connectra.runners.scheduler import Scheduler
 from connectra.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -132,7 +134,8 @@ async def _run_parts(
 def _start_maintenance(
     tg: asyncio.TaskGroup, wiring: Wiring, runners: list[Runner], stop: asyncio.Event
 ) -> None:
-    """Instant pickup, rescue of dead runners' jobs, and retention, beside the runners."""
+    """Instant pickup, rescue of dead runners' jobs, retention and, beside a first_time
+    runner, cron schedules."""
     settings = wiring.settings
     notifier = Notifier(
         wiring.database_url,
@@ -150,6 +153,9 @@ def _start_maintenance(
     tg.create_task(notifier.run(stop))
     tg.create_task(rescuer.run(stop))
     tg.create_task(cleaner.run(timedelta(seconds=settings.cleanup_interval_seconds), stop))
+    if any(runner.kind is FIRST_TIME for runner in runners):
+        scheduler = Scheduler(ScheduleStore(wiring.store.pool), wiring.registry)
+        tg.create_task(scheduler.run(stop))
 
 
 def _dispatch(runners: list[Runner], payload: str | None) -> None:

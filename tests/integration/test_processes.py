@@ -4,76 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
-import pytest
 
 from connectra.db.store import JobStore
 from connectra.jobs import NewJob
 from tests.polling import eventually
+from tests.processes import Process, spawn
 
-
-class Process:
-    """A `connectra` subprocess whose output (stdout) and JSON logs (stderr) go to files."""
-
-    def __init__(self, proc: asyncio.subprocess.Process, log_path: Path, out_path: Path) -> None:
-        self.proc = proc
-        self.log_path = log_path
-        self.out_path = out_path
-
-    def output(self) -> str:
-        return self.out_path.read_text()
-
-    def send(self, signum: signal.Signals) -> None:
-        self.proc.send_signal(signum)
-
-    async def wait(self, seconds: float) -> int:
-        return await asyncio.wait_for(self.proc.wait(), seconds)
-
-    def log_lines(self) -> list[str]:
-        return self.log_path.read_text().splitlines()
-
-    def events(self) -> list[dict[str, object]]:
-        return [json.loads(line) for line in self.log_lines() if line.startswith("{")]
-
-
-@pytest.fixture
-async def spawn(
-    database_url: str, tmp_path: Path
-) -> AsyncIterator[Callable[..., Awaitable[Process]]]:
-    """Start `python -m connectra ARGS` with the test database and settings as env."""
-    started: list[Process] = []
-
-    async def start(*args: str, **env: str) -> Process:
-        log_path = tmp_path / f"proc-{len(started)}.log"
-        out_path = tmp_path / f"proc-{len(started)}.out"
-        full_env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "TICKER_INTERVAL_SECONDS": "0.2",
-            "LOG_LEVEL": "INFO",
-            **env,
-        }
-        with log_path.open("wb") as log_file, out_path.open("wb") as out_file:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "connectra", *args,
-                env=full_env, cwd=tmp_path, stdout=out_file, stderr=log_file,
-            )  # fmt: skip
-        started.append(Process(proc, log_path, out_path))
-        return started[-1]
-
-    yield start
-    for process in started:
-        if process.proc.returncode is None:
-            process.proc.kill()
-            await process.proc.wait()
+__all__ = ["spawn"]  # the fixture, requested by name
 
 
 async def status_count(pool: asyncpg.Pool, status: str) -> int:
@@ -199,7 +143,7 @@ async def test_operator_commands_create_list_and_show_jobs(
         {"seconds": 0.0, "fail_attempts": 0},
     )
 
-    listing = await spawn("jobs", "list", "--status", "open", "--type", "sleep")
+    listing = await spawn("jobs", "list", "--status", "open", "--type", "sleep", "--json")
     assert await listing.wait(30) == 0
     assert [job["uuid"] for job in json.loads(listing.output())] == [created["uuid"]]
 
@@ -225,7 +169,7 @@ async def test_without_database_url_commands_use_the_embedded_postgresql(
     assert "embedded PostgreSQL ready" in migrate.log_path.read_text()
     create = await spawn("jobs", "create", "noop", **env, LOG_LEVEL="ERROR")
     assert await create.wait(60) == 0
-    listing = await spawn("jobs", "list", **env, LOG_LEVEL="ERROR")
+    listing = await spawn("jobs", "list", "--json", **env, LOG_LEVEL="ERROR")
     assert await listing.wait(60) == 0
     assert len(json.loads(listing.output())) == 1
 
@@ -281,7 +225,7 @@ async def test_a_killed_runners_job_is_rescued_by_another_runner(
     assert await survivor.wait(20) == 0
 
 
-async def test_operator_cancel_and_retry_now(
+async def test_operator_cancel_and_requeue(
     spawn: Callable[..., Awaitable[Process]], store: JobStore, pool: asyncpg.Pool
 ) -> None:
     waiting = await store.create(NewJob("noop", {}))
@@ -297,7 +241,7 @@ async def test_operator_cancel_and_retry_now(
     await pool.execute(
         "UPDATE jobs SET status = 'failed_final', attempts = 1 WHERE id = $1", failed.id
     )
-    retry = await spawn("jobs", "retry-now", str(failed.uuid), LOG_LEVEL="ERROR")
+    retry = await spawn("jobs", "requeue", str(failed.uuid), LOG_LEVEL="ERROR")
     assert await retry.wait(30) == 0
     reopened = await store.get(failed.uuid)
     assert (reopened.status, reopened.attempts) == ("open", 0)

@@ -84,8 +84,11 @@ async def _reads_of_jobs(conn: asyncpg.Connection) -> tuple[int, int]:
 
 @pytest.mark.parametrize("kind", [FIRST_TIME, RETRY], ids=["first_time", "retry"])
 @pytest.mark.parametrize("before_burst", ["idle_claims", "only_finished_jobs"])
+@pytest.mark.parametrize(
+    "queues", [None, ["default"], ["default", "other"]], ids=["all", "one", "two"]
+)
 async def test_a_claim_after_a_burst_reads_only_about_the_jobs_it_claims(
-    database_url: str, kind: RunnerKind, before_burst: str
+    database_url: str, kind: RunnerKind, before_burst: str, queues: list[str] | None
 ) -> None:
     # The planner works from statistics, and after a quiet spell they say that no job waits:
     # - idle_claims: the runner's idle ticks claim from an empty table more than five times,
@@ -94,6 +97,7 @@ async def test_a_claim_after_a_burst_reads_only_about_the_jobs_it_claims(
     # Then 20,000 jobs wait. A plan made for "no job waits" reads every one of them (a scan
     # and a sort) to claim a queue's worth, 100 (the default JOB_IN_QUEUE_SIZE), on every
     # claim until the next ANALYZE. One connection: every claim shares its statement cache.
+    # With named queues the claim walks the queue index once per queue; priorities vary.
     waiting = {
         FIRST_TIME: "status = 'open'",
         RETRY: "status = 'failed', attempts = 1, retry_count = 3, run_after = '2000-01-01'",
@@ -113,15 +117,17 @@ async def test_a_claim_after_a_burst_reads_only_about_the_jobs_it_claims(
             await conn.execute("ANALYZE jobs")
         if before_burst == "idle_claims":
             for _ in range(8):
-                assert await store.claim(kind, RUNNER, 100) == []
+                assert await store.claim(kind, RUNNER, 100, queues) == []
         async with pool.acquire() as conn:
             await conn.execute(
-                "INSERT INTO jobs (job_type) SELECT 'noop' FROM generate_series(1, 20000)"
+                "INSERT INTO jobs (job_type, queue, priority) "
+                "SELECT 'noop', CASE WHEN n % 2 = 0 THEN 'default' ELSE 'other' END, n % 5 "
+                "FROM generate_series(1, 20000) AS n"
             )
             await conn.execute(f"UPDATE jobs SET {waiting} WHERE status = 'open'")
             seq_before, entries_before = await _reads_of_jobs(conn)
         for _ in range(3):
-            assert len(await store.claim(kind, RUNNER, 100)) == 100
+            assert len(await store.claim(kind, RUNNER, 100, queues)) == 100
         async with pool.acquire() as conn:
             seq_after, entries_after = await _reads_of_jobs(conn)
     finally:
@@ -132,3 +138,32 @@ async def test_a_claim_after_a_burst_reads_only_about_the_jobs_it_claims(
     # of jobs claimed before it (not cleaned up yet): about 1,000-1,600 for the three claims
     # here. A plan that reads every waiting job reads 20,000 per claim.
     assert entries_after - entries_before < 20_000
+
+
+async def test_delayed_jobs_not_yet_due_cost_the_claim_nothing(database_url: str) -> None:
+    # 20,000 jobs delayed by an hour and 100 open ones: each claim checks for due delayed
+    # jobs (one probe of jobs_scheduled_idx) and walks the open jobs only.
+    pool = await create_pool(database_url, max_size=1)
+    store = JobStore(pool)
+    try:
+        async with pool.acquire() as conn:
+            if conn.get_server_version() < (15, 0):
+                pytest.skip("pg_stat_force_next_flush() needs PostgreSQL 15")
+            await conn.execute(
+                "INSERT INTO jobs (job_type, status, run_after) "
+                "SELECT 'noop', 'scheduled', now() + interval '1 hour' "
+                "FROM generate_series(1, 20000)"
+            )
+            await conn.execute(
+                "INSERT INTO jobs (job_type) SELECT 'noop' FROM generate_series(1, 300)"
+            )
+            await conn.execute("ANALYZE jobs")
+            seq_before, entries_before = await _reads_of_jobs(conn)
+        for _ in range(3):
+            assert len(await store.claim(FIRST_TIME, RUNNER, 100)) == 100
+        async with pool.acquire() as conn:
+            seq_after, entries_after = await _reads_of_jobs(conn)
+    finally:
+        await pool.close()
+    assert seq_after == seq_before
+    assert entries_after - entries_before < 2_000

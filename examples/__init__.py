@@ -1,0 +1,1 @@
+"""Example job types for Connectra Jobs, loaded with `--app examples.webhooks:registry`."""

@@ -1,0 +1,70 @@
+"""Real `connectra` processes for tests: the `spawn` fixture and what it returns."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+
+class Process:
+    """A `connectra` subprocess whose output (stdout) and JSON logs (stderr) go to files."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, log_path: Path, out_path: Path) -> None:
+        self.proc = proc
+        self.log_path = log_path
+        self.out_path = out_path
+
+    def output(self) -> str:
+        return self.out_path.read_text()
+
+    def send(self, signum: signal.Signals) -> None:
+        self.proc.send_signal(signum)
+
+    async def wait(self, seconds: float) -> int:
+        return await asyncio.wait_for(self.proc.wait(), seconds)
+
+    def log_lines(self) -> list[str]:
+        return self.log_path.read_text().splitlines()
+
+    def events(self) -> list[dict[str, object]]:
+        return [json.loads(line) for line in self.log_lines() if line.startswith("{")]
+
+
+Spawn = Callable[..., Awaitable[Process]]
+
+
+@pytest.fixture
+async def spawn(database_url: str, tmp_path: Path) -> AsyncIterator[Spawn]:
+    """Start `python -m connectra ARGS` with the test database and settings as env."""
+    started: list[Process] = []
+
+    async def start(*args: str, **env: str) -> Process:
+        log_path = tmp_path / f"proc-{len(started)}.log"
+        out_path = tmp_path / f"proc-{len(started)}.out"
+        full_env = {
+            **os.environ,
+            "DATABASE_URL": database_url,
+            "TICKER_INTERVAL_SECONDS": "0.2",
+            "LOG_LEVEL": "INFO",
+            **env,
+        }
+        with log_path.open("wb") as log_file, out_path.open("wb") as out_file:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "connectra", *args,
+                env=full_env, cwd=tmp_path, stdout=out_file, stderr=log_file,
+            )  # fmt: skip
+        started.append(Process(proc, log_path, out_path))
+        return started[-1]
+
+    yield start
+    for process in started:
+        if process.proc.returncode is None:
+            process.proc.kill()
+            await process.proc.wait()
