@@ -10,7 +10,9 @@ ALTER TABLE jobs ADD COLUMN priority integer NOT NULL DEFAULT 0;
 -- once the job finishes; this stays).
 ALTER TABLE jobs ADD COLUMN run_at timestamptz;
 ALTER TABLE jobs ADD CONSTRAINT jobs_priority_check CHECK (priority BETWEEN -100 AND 100);
-ALTER TABLE jobs ADD CONSTRAINT jobs_queue_check CHECK (queue ~ '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$');
+-- The application checks a queue's characters; a regular expression here would be run on
+-- every update of every job (about 4 us each, measured), so the database checks the length.
+ALTER TABLE jobs ADD CONSTRAINT jobs_queue_check CHECK (char_length(queue) BETWEEN 1 AND 63);
 
 ALTER TABLE jobs DROP CONSTRAINT jobs_status_check;
 ALTER TABLE jobs ADD CONSTRAINT jobs_status_check CHECK (status IN (
@@ -22,11 +24,11 @@ ALTER TABLE jobs ADD CONSTRAINT jobs_scheduled_has_time CHECK (
     status <> 'scheduled' OR run_after IS NOT NULL
 );
 
--- Claim paths for open jobs, in claim order (higher priority first, then the oldest):
--- every queue at once, or one queue.
+-- The claim path for open jobs: by queue, then in claim order (higher priority first, then
+-- the oldest). One index serves a claim of any set of queues: a second one, ordered for
+-- "every queue", cost 10-20 % more PostgreSQL CPU per job (vacuum scans every index).
 DROP INDEX jobs_claim_open_idx;
-CREATE INDEX jobs_claim_open_idx ON jobs (priority DESC, id) WHERE status = 'open';
-CREATE INDEX jobs_claim_open_queue_idx ON jobs (queue, priority DESC, id) WHERE status = 'open';
+CREATE INDEX jobs_claim_open_idx ON jobs (queue, priority DESC, id) WHERE status = 'open';
 -- Delayed jobs by due time, for their promotion and for the runner's sleep.
 CREATE INDEX jobs_scheduled_idx ON jobs (run_after) WHERE status = 'scheduled';
 
@@ -61,10 +63,11 @@ DROP FUNCTION claim_open_jobs(integer, text);
 DROP FUNCTION claim_due_retries(integer, text);
 
 -- first_time: due delayed jobs are promoted first, then the open jobs of the runner's
--- queues are picked, higher priority first, then the oldest. Every queue: walks
--- jobs_claim_open_idx. Named queues: walks jobs_claim_open_queue_idx once per queue (at most
--- max_jobs rows each) and keeps the best max_jobs of them; the rows read but not kept are
--- locked only until the claim commits.
+-- queues are picked, higher priority first, then the oldest. For every queue (NULL), the
+-- queues that have open jobs are found first by skipping through jobs_claim_open_idx (one
+-- probe per queue). Then the index is walked once per queue, reading at most max_jobs rows
+-- each, and the best max_jobs of those are kept; the rows read but not kept are locked only
+-- until the claim commits.
 CREATE FUNCTION claim_open_jobs(max_jobs integer, runner text, queues text[]) RETURNS SETOF jobs
 LANGUAGE plpgsql
 SET enable_sort = off
@@ -77,38 +80,36 @@ IF FOUND THEN
     PERFORM promote_due_jobs(1000);
 END IF;
 IF queues IS NULL THEN
-    RETURN QUERY
-    WITH picked AS (
-        SELECT ctid FROM jobs
-        WHERE status = 'open'
+    queues := ARRAY(
+        WITH RECURSIVE waiting(name) AS (
+            (SELECT queue FROM jobs WHERE status = 'open' ORDER BY queue LIMIT 1)
+            UNION ALL
+            SELECT (SELECT queue FROM jobs
+                    WHERE status = 'open' AND queue > waiting.name
+                    ORDER BY queue LIMIT 1)
+            FROM waiting WHERE waiting.name IS NOT NULL
+        )
+        SELECT name FROM waiting WHERE name IS NOT NULL
+    );
+END IF;
+RETURN QUERY
+WITH candidates AS (
+    SELECT c.ctid, c.priority, c.id
+    FROM unnest(queues) AS wanted(name)
+    CROSS JOIN LATERAL (
+        SELECT ctid, priority, id FROM jobs
+        WHERE status = 'open' AND queue = wanted.name
         ORDER BY priority DESC, id
         LIMIT max_jobs
         FOR UPDATE SKIP LOCKED
-    )
-    UPDATE jobs
-    SET status = 'in_queue', runner_id = runner, heartbeat_at = now(), updated_at = now()
-    WHERE ctid = ANY(ARRAY(SELECT ctid FROM picked))
-    RETURNING *;
-ELSE
-    RETURN QUERY
-    WITH candidates AS (
-        SELECT c.ctid, c.priority, c.id
-        FROM unnest(queues) AS wanted(name)
-        CROSS JOIN LATERAL (
-            SELECT ctid, priority, id FROM jobs
-            WHERE status = 'open' AND queue = wanted.name
-            ORDER BY priority DESC, id
-            LIMIT max_jobs
-            FOR UPDATE SKIP LOCKED
-        ) AS c
-    ), picked AS (
-        SELECT ctid FROM candidates ORDER BY priority DESC, id LIMIT max_jobs
-    )
-    UPDATE jobs
-    SET status = 'in_queue', runner_id = runner, heartbeat_at = now(), updated_at = now()
-    WHERE ctid = ANY(ARRAY(SELECT ctid FROM picked))
-    RETURNING *;
-END IF;
+    ) AS c
+), picked AS (
+    SELECT ctid FROM candidates ORDER BY priority DESC, id LIMIT max_jobs
+)
+UPDATE jobs
+SET status = 'in_queue', runner_id = runner, heartbeat_at = now(), updated_at = now()
+WHERE ctid = ANY(ARRAY(SELECT ctid FROM picked))
+RETURNING *;
 END
 $$;
 

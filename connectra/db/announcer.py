@@ -25,6 +25,8 @@ from connectra.db.queries import JOBS_ANNOUNCE
 log = logging.getLogger(__name__)
 
 CHANNEL = "connectra_jobs"
+# The payload announcing delayed jobs (new open jobs are announced as 'open').
+DELAYED = "scheduled"
 
 
 class Announcer:
@@ -49,3 +51,11 @@ class Announcer:
                 log.warning("could not announce new jobs: %s", exc, extra={"action": "announce"})
                 return
             self.sent += 1
+
+    async def delayed_jobs(self) -> None:
+        """Announce that a delayed job exists: idle first_time runners then look up when the
+        earliest one falls due (they do not while they know of none). Rare: not batched."""
+        try:
+            await self.pool.execute(JOBS_ANNOUNCE, CHANNEL, DELAYED)
+        except Exception as exc:  # the job is stored; the runners' tick looks anyway
+            log.warning("could not announce a delayed job: %s", exc, extra={"action": "announce"})

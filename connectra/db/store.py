@@ -11,7 +11,7 @@ from uuid import UUID
 import asyncpg
 
 from connectra.db import queries as q
-from connectra.db.announcer import CHANNEL, Announcer
+from connectra.db.announcer import CHANNEL, DELAYED, Announcer
 from connectra.errors import (
     IdempotencyKeyReusedError,
     JobFinishedError,
@@ -102,8 +102,15 @@ async def insert_jobs(conn: asyncpg.Connection | asyncpg.Pool, jobs: Sequence[Ne
             return await insert_jobs(acquired, jobs)
     async with conn.transaction():
         rows = await conn.fetch(q.JOB_INSERT, *_insert_args(jobs))
-        await conn.execute(q.JOBS_ANNOUNCE, CHANNEL, "open")
-    return sorted((job_from_row(row) for row in rows), key=lambda job: job.id)
+        created = sorted((job_from_row(row) for row in rows), key=lambda job: job.id)
+        for payload in sorted({_announced_as(job) for job in created}):
+            await conn.execute(q.JOBS_ANNOUNCE, CHANNEL, payload)
+    return created
+
+
+def _announced_as(job: Job) -> str:
+    """The notification a new job is announced with: 'open', or 'scheduled' when delayed."""
+    return DELAYED if job.status is JobStatus.SCHEDULED else "open"
 
 
 class JobStore:
@@ -115,17 +122,25 @@ class JobStore:
 
     async def create(self, new: NewJob) -> Job:
         """Insert a new job (open, or scheduled when it is due later) and wake idle runners."""
-        row = await self.pool.fetchrow(q.JOB_INSERT, *_insert_args([new]))
-        await self.announcer.new_jobs()
-        return job_from_row(row)
+        job = job_from_row(await self.pool.fetchrow(q.JOB_INSERT, *_insert_args([new])))
+        await self._announce([job])
+        return job
+
+    async def _announce(self, jobs: Sequence[Job]) -> None:
+        """Tell the runners of new jobs: open ones (batched), delayed ones (rare)."""
+        if any(job.status is JobStatus.OPEN for job in jobs):
+            await self.announcer.new_jobs()
+        if any(job.status is JobStatus.SCHEDULED for job in jobs):
+            await self.announcer.delayed_jobs()
 
     async def create_many(self, jobs: Sequence[NewJob]) -> list[Job]:
         """Insert many jobs in one statement and wake idle runners."""
         if not jobs:
             return []
         rows = await self.pool.fetch(q.JOB_INSERT, *_insert_args(jobs))
-        await self.announcer.new_jobs()
-        return sorted((job_from_row(row) for row in rows), key=lambda job: job.id)
+        created = sorted((job_from_row(row) for row in rows), key=lambda job: job.id)
+        await self._announce(created)
+        return created
 
     async def create_once(
         self, key: str, fingerprint: str, ttl: timedelta, new: NewJob
@@ -142,7 +157,7 @@ class JobStore:
             except _LostKeyRace:
                 continue  # our job was rolled back; the next round reads the winner's
             if created:
-                await self.announcer.new_jobs()
+                await self._announce([job])
             return job, created
         raise IdempotencyKeyReusedError("this Idempotency-Key is being used concurrently")
 

@@ -13,11 +13,12 @@ from datetime import timedelta
 import asyncpg
 
 from connectra.connections import open_services
+from connectra.db.announcer import DELAYED
 from connectra.db.migrate import ensure_schema
 from connectra.db.pool import DATABASE_DOWN, create_pool
 from connectra.db.schedule_store import ScheduleStore
 from connectra.db.store import JobStore
-from connectra.jobs import FIRST_TIME, RETRY, Job
+from connectra.jobs import FIRST_TIME, RETRY, Job, JobStatus
 from connectra.processors.base import JobTypeRegistry, Services
 from connectra.processors.registry import default_registry
 from connectra.runners.maintenance import Cleaner, Rescuer
@@ -159,8 +160,11 @@ def _start_maintenance(
 
 
 def _dispatch(runners: list[Runner], payload: str | None) -> None:
-    """Route a notification: new jobs wake first_time, failed ones retry, the rest heartbeat."""
+    """Route a notification: new jobs wake first_time (delayed ones make it look up when they
+    fall due), failed ones retry, the rest heartbeat."""
     for runner in runners:
+        if payload == DELAYED and runner.kind is FIRST_TIME:
+            runner.expect_due()
         if payload is None or payload == runner.kind.claims:
             runner.wake()
         if payload is None or payload in (runner.kind.running, runner.kind.queued):
@@ -190,9 +194,12 @@ def _waker(runners: list[Runner]) -> Callable[[Job], None]:
     """A job created in this process wakes its first_time runner at once."""
     first_time = [runner for runner in runners if runner.kind is FIRST_TIME]
 
-    def wake(_job: Job) -> None:
+    def wake(job: Job) -> None:
         for runner in first_time:
-            runner.wake()
+            if job.status is JobStatus.SCHEDULED:
+                runner.expect_due()
+            else:
+                runner.wake()
 
     return wake
 

@@ -29,7 +29,7 @@ from typing import Any
 from connectra.db.pool import DATABASE_DOWN
 from connectra.db.store import JobStore
 from connectra.errors import JobLostError
-from connectra.jobs import Job, RunnerKind
+from connectra.jobs import FIRST_TIME, Job, RunnerKind
 from connectra.logs import BoundLogger
 from connectra.processors.base import JobTypeRegistry, Services
 from connectra.retry import RetryPolicy
@@ -139,6 +139,10 @@ class Runner:
         self._queued: dict[int, Job] = {}
         self._lost: set[int] = set()
         self._wake = asyncio.Event()
+        # first_time: whether a delayed job may exist. While a lookup says none does, idle
+        # waits skip it (one query less per idle claim), until told of one or until a tick.
+        # (The retry runner always looks: every failed job falls due later.)
+        self._maybe_due = True
         self._check_leases = asyncio.Event()
         self._idle: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(config.concurrency)
@@ -150,6 +154,11 @@ class Runner:
 
     def wake(self) -> None:
         """Claim now instead of at the next tick (a job was just created)."""
+        self._wake.set()
+
+    def expect_due(self) -> None:
+        """A job due later exists (a delayed job was created): look up when, and claim now."""
+        self._maybe_due = True
         self._wake.set()
 
     def check_leases(self) -> None:
@@ -196,17 +205,24 @@ class Runner:
                 continue
             self._backlog = await self._claim(free)
             if not self._backlog:
-                with contextlib.suppress(TimeoutError):
+                try:
                     await asyncio.wait_for(self._wake.wait(), await self._idle_wait())
+                except TimeoutError:
+                    self._maybe_due = True  # a tick: look again (a notification may be lost)
 
     async def _idle_wait(self) -> float:
         """Until the next tick, or sooner when a delayed or failed job falls due before it."""
         tick = self.config.tick_interval.total_seconds()
+        if self.kind is FIRST_TIME and not self._maybe_due:
+            return tick
         try:
             due = await self.store.seconds_until_due(self.kind, self.config.queues)
         except DATABASE_DOWN:
             return tick
-        return tick if due is None else min(tick, max(due, 0.0) + DUE_SLACK)
+        if due is None:
+            self._maybe_due = False
+            return tick
+        return min(tick, max(due, 0.0) + DUE_SLACK)
 
     async def _claim(self, free: int) -> bool:
         """One claim of up to `free` jobs; True when it filled them all (more may wait)."""

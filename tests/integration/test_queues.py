@@ -18,6 +18,9 @@ from connectra.runners.daemon import Parts, Wiring, _runners
 from connectra.settings import load_settings
 from tests.integration.test_runners import config, count, running
 from tests.polling import eventually
+from tests.processes import Process, Spawn, spawn
+
+__all__ = ["spawn"]
 
 S = JobStatus
 RUNNER = "queues-test"
@@ -106,12 +109,12 @@ async def test_an_idle_runner_picks_a_delayed_job_up_within_a_second_of_its_time
     store: JobStore, pool: asyncpg.Pool
 ) -> None:
     # A one-minute tick: only the runner's own sleep until the due time can be this quick.
-    # The create wakes the runner (as the API or the listener does); it finds the job not
-    # due yet and sleeps until it is.
+    # The create tells the runner of a delayed job (as the API or the listener does); it
+    # finds the job not due yet and sleeps until it is.
     async with running(store, config(tick_interval=timedelta(minutes=1))) as (runner, _):
         await asyncio.sleep(0.2)
         job = await store.create(NewJob("noop", {}, delay_seconds=1.5))
-        runner.wake()
+        runner.expect_due()
         await eventually(lambda: _done(store, job.uuid), within=10)
     done = await store.get(job.uuid)
     assert done.started_at is not None
@@ -134,7 +137,7 @@ async def test_the_database_refuses_a_bad_queue_or_priority(pool: asyncpg.Pool) 
     with pytest.raises(asyncpg.CheckViolationError):
         await pool.execute("INSERT INTO jobs (job_type, priority) VALUES ('noop', 101)")
     with pytest.raises(asyncpg.CheckViolationError):
-        await pool.execute("INSERT INTO jobs (job_type, queue) VALUES ('noop', 'has space')")
+        await pool.execute("INSERT INTO jobs (job_type, queue) VALUES ('noop', '')")
 
 
 async def test_listing_filters_by_queue_and_pages_with_a_cursor(store: JobStore) -> None:
@@ -191,3 +194,21 @@ def test_the_daemon_builds_one_runner_per_queue_with_slots_and_one_for_the_rest(
         ("first_time", ("misc", "other"), 3),
         ("retry", ("reports", "default", "misc", "other"), 1),
     ]
+
+
+async def test_a_runner_process_with_a_long_tick_starts_a_delayed_job_on_time(
+    spawn: Spawn, store: JobStore
+) -> None:
+    runner = await spawn("jobs", "first_time", TICKER_INTERVAL_SECONDS="3600")
+    await eventually(lambda: _listening(runner), within=20)
+    await asyncio.sleep(0.3)  # its first idle wait looked up delayed jobs: there were none
+    job = await store.create(NewJob("noop", {}, delay_seconds=1.0))
+    await eventually(lambda: _done(store, job.uuid), within=10)
+    done = await store.get(job.uuid)
+    assert done.started_at is not None
+    assert done.run_at is not None
+    assert 0 <= (done.started_at - done.run_at).total_seconds() < 1.0
+
+
+async def _listening(process: Process) -> bool:
+    return "listening for new jobs" in process.log_path.read_text()
