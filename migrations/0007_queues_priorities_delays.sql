@@ -39,6 +39,7 @@ LANGUAGE plpgsql
 SET enable_sort = off
 SET enable_bitmapscan = off
 SET enable_seqscan = off
+SET jit = off
 AS $$
 DECLARE
     promoted integer;
@@ -58,7 +59,9 @@ $$;
 
 -- The claims now take the runner's queues (NULL: every queue). Planning is fixed as in
 -- 0006: sorts, bitmap and sequential scans are off inside, so each pick walks an index in
--- claim order and stops after the rows it claims.
+-- claim order and stops after the rows it claims. JIT is off too: the one sort left (the
+-- best of a few candidates) then costs "disabled", far above jit_above_cost, and JIT
+-- compiling every claim took 150 ms (measured).
 DROP FUNCTION claim_open_jobs(integer, text);
 DROP FUNCTION claim_due_retries(integer, text);
 
@@ -73,6 +76,7 @@ LANGUAGE plpgsql
 SET enable_sort = off
 SET enable_bitmapscan = off
 SET enable_seqscan = off
+SET jit = off
 AS $$
 BEGIN
 PERFORM 1 FROM jobs WHERE status = 'scheduled' AND run_after <= now() LIMIT 1;
@@ -120,6 +124,7 @@ LANGUAGE plpgsql
 SET enable_sort = off
 SET enable_bitmapscan = off
 SET enable_seqscan = off
+SET jit = off
 AS $$
 BEGIN
 RETURN QUERY

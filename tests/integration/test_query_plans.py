@@ -167,3 +167,15 @@ async def test_delayed_jobs_not_yet_due_cost_the_claim_nothing(database_url: str
         await pool.close()
     assert seq_after == seq_before
     assert entries_after - entries_before < 2_000
+
+
+async def test_the_claim_functions_fix_their_planning_and_never_jit(pool: asyncpg.Pool) -> None:
+    # Their one sort is priced "disabled", far above jit_above_cost: with JIT on, every claim
+    # was compiled (150 ms each, measured).
+    rows = await pool.fetch(
+        "SELECT proname, proconfig FROM pg_proc "
+        "WHERE proname IN ('claim_open_jobs', 'claim_due_retries', 'promote_due_jobs')"
+    )
+    assert len(rows) == 3
+    for row in rows:
+        assert {"jit=off", "enable_sort=off", "enable_seqscan=off"} <= set(row["proconfig"])
