@@ -14,6 +14,7 @@ import pytest
 from connectra.db.store import JobStore
 from connectra.jobs import FIRST_TIME, RETRY, JobStatus, NewJob
 from connectra.processors.base import Services
+from connectra.processors.registry import default_registry
 from connectra.runners.daemon import Parts, Wiring, _runners
 from connectra.settings import load_settings
 from tests.integration.test_runners import config, count, running
@@ -183,9 +184,11 @@ async def runners_for(
         yield
 
 
-def test_the_daemon_builds_one_runner_per_queue_with_slots_and_one_for_the_rest() -> None:
+def test_the_daemon_builds_one_runner_per_queue_with_slots_and_one_for_the_rest(
+    store: JobStore,
+) -> None:
     settings = load_settings(QUEUES="reports=2,default=8,misc,other", PARALLEL_JOBS="3")
-    wiring = Wiring(settings, "", None, Services(), None)  # type: ignore[arg-type]
+    wiring = Wiring(settings, "", store, Services(), default_registry())
     runners = _runners(wiring, Parts(first_time=True, retry=True))
     described = [(r.kind.name, r.config.queues, r.config.concurrency) for r in runners]
     assert described == [
