@@ -12,7 +12,12 @@ COPY migrations ./migrations
 RUN pip install '.[embedded]' && useradd --system --create-home connectra
 
 USER connectra
-ENV RUN_COMMAND="jobs first_time" API_HOST=0.0.0.0 EMBEDDED_DATA_DIR=/home/connectra/pgdata
-EXPOSE 8080
+ENV RUN_COMMAND="jobs first_time" API_HOST=0.0.0.0 METRICS_HOST=0.0.0.0 \
+    EMBEDDED_DATA_DIR=/home/connectra/pgdata
+# 8080: the API (`api`, `run`); 9090: metrics and health of a runner (`jobs first_time|retry`).
+EXPOSE 8080 9090
+# Asks /readyz of whichever the role serves (README "Operations").
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
+    CMD ["connectra", "healthcheck"]
 # `exec` so that SIGTERM from `docker stop` reaches connectra (graceful shutdown).
 CMD ["sh", "-c", "exec connectra $RUN_COMMAND"]

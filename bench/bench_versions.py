@@ -181,8 +181,11 @@ async def empty(dsn: str) -> None:
         await conn.close()
 
 
-async def throughput(side: str, checkout: Path, dsn: str, jobs: int, round_no: int) -> dict:
-    """One runner process drains `jobs` no-op jobs inserted at once (bench_queue's 1 process)."""
+async def throughput(
+    side: str, checkout: Path, dsn: str, jobs: int, round_no: int, **env_extra: object
+) -> dict:
+    """One runner process drains `jobs` no-op jobs inserted at once (bench_queue's 1 process).
+    `env_extra`: more settings of the runner (bench_metrics.py: METRICS_ENABLED)."""
     await settle(dsn)
     load = round(os.getloadavg()[0], 2)  # the machine's other work shows here
     env = product_env(
@@ -192,6 +195,7 @@ async def throughput(side: str, checkout: Path, dsn: str, jobs: int, round_no: i
         JOB_IN_QUEUE_SIZE=100,
         TICKER_INTERVAL_SECONDS=1,
         DATABASE_POOL_SIZE=CONCURRENCY + 6,
+        **env_extra,
     )
     with children() as procs:
         runner = start(f"versions_{side}_queue_r{round_no}", [PYTHON, *RUNNER], env)

@@ -197,6 +197,7 @@ def product_env(dsn: str, *, checkout: Path | str | None = None, **extra: Any) -
         AWS_ACCESS_KEY_ID="bench",
         AWS_SECRET_ACCESS_KEY="bench",
         AWS_DEFAULT_REGION="us-east-1",
+        METRICS_PORT="0",  # several runners on one machine: no metrics listener unless asked
     )
     env.update({k: str(v) for k, v in extra.items()})
     return env

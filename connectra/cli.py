@@ -319,7 +319,8 @@ def list_jobs(
     queue: Annotated[list[str] | None, typer.Option(help="Repeat for several.")] = None,
     limit: Annotated[int, typer.Option(min=1, max=100)] = 25,
     after: Annotated[
-        int | None, typer.Option(min=0, help="The next page: the id the hint of the last gave.")
+        int | None,
+        typer.Option(min=0, help="The next page: jobs older than the one with this id."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="The jobs as JSON, for scripts.")] = False,
 ) -> None:
@@ -519,6 +520,35 @@ def resume_schedule(name: Annotated[str, typer.Argument(help="The schedule's nam
 
 
 # -- end of cron schedules ---------------------------------------------------------------------
+
+
+@app.command()
+def healthcheck(
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            help="The /readyz to ask (default: the API's on API_PORT, else a runner "
+            "process's on METRICS_PORT).",
+        ),
+    ] = None,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds.")] = 5.0,
+) -> None:
+    """Exit 0 when the process answers ready (200), else 1 with one line saying why: for
+    container HEALTHCHECKs."""
+    from connectra.healthcheck import check, default_urls
+
+    if url is not None:
+        urls = [url]
+    else:
+        try:
+            urls = default_urls(load_settings())
+        except ConfigError as exc:
+            _fail(str(exc), 1)
+    verdict = check(urls, timeout)
+    if not verdict.ready:
+        _fail(f"not ready: {verdict.reason}", 1)
+    typer.echo(verdict.reason)
 
 
 def main() -> None:

@@ -100,19 +100,25 @@ class ProgressLine:
         return f"stopped watching; job {self.job.uuid} is {self.job.status} and goes on"
 
     def _draw(self) -> None:
-        """Rewrite the live line in place, within the terminal's width (the bar goes first)."""
+        """Rewrite the live line in place, within the terminal's width."""
         if self._seen is None:
             return
         width = self._columns() - 1
-        spinner = " " if self._seen.status in FINISHED_STATUSES else SPINNER[self._frame % 4]
-        text = f"{spinner} {self._text(self._seen)}"
-        room = min(MAX_BAR_WIDTH, width - len(text) - len(" []"))
-        if room >= MIN_BAR_WIDTH:
-            text = f"{spinner} {self._text(self._seen, bar_width=room)}"
-        text = fit(text, width)
+        text = fit(self._live_text(self._seen, width), width)
         self.stream.write("\r" + text.ljust(self._drawn))
         self.stream.flush()
         self._drawn = len(text)
+
+    def _live_text(self, progress: Progress, width: int) -> str:
+        """A spinner, then the line with a bar as wide as the room left; on a narrow terminal
+        the input's size goes first, then the bar."""
+        spinner = " " if progress.status in FINISHED_STATUSES else SPINNER[self._frame % 4]
+        for sized in (True, False):
+            text = f"{spinner} {self._text(progress, sized=sized)}"
+            room = min(MAX_BAR_WIDTH, width - len(text) - len(" []"))
+            if room >= MIN_BAR_WIDTH:
+                return f"{spinner} {self._text(progress, bar_width=room, sized=sized)}"
+        return f"{spinner} {self._text(progress)}"
 
     def _print(self, text: str) -> None:
         """Write a line of its own."""
@@ -120,14 +126,14 @@ class ProgressLine:
         self.stream.write(text + "\n")
         self.stream.flush()
 
-    def _text(self, progress: Progress, bar_width: int = 0) -> str:
+    def _text(self, progress: Progress, bar_width: int = 0, sized: bool = True) -> str:
         """State, rows, how much of the input is done, attempts and elapsed time."""
         running = progress.status not in FINISHED_STATUSES
         fraction = progress.fraction() if running else None
         parts = [
             str(progress.status),
             progress.counts(),
-            "" if fraction is None else _share(fraction, progress.bytes_total or 0, bar_width),
+            "" if fraction is None else _share(fraction, progress, bar_width, sized),
             _attempts(progress),
             _clock(time.monotonic() - self.started),
         ]
@@ -148,9 +154,11 @@ def _bar(fraction: float, width: int) -> str:
     return "[" + "#" * filled + "-" * (width - filled) + "]"
 
 
-def _share(fraction: float, total_bytes: int, bar_width: int) -> str:
+def _share(fraction: float, progress: Progress, bar_width: int, sized: bool) -> str:
     """How much of the input is done, e.g. `41% of 2.0 MiB`, after a bar if it has room."""
-    share = f"{fraction:.0%} of {byte_size(total_bytes)}"
+    share = f"{fraction:.0%}"
+    if sized:
+        share += f" of {byte_size(progress.bytes_total or 0)}"
     return f"{_bar(fraction, bar_width)} {share}" if bar_width else share
 
 

@@ -99,7 +99,7 @@ QUEUE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$")
 def check_queue(name: object) -> str:
     """A queue name: 1 to 63 letters, digits, `_`, `.`, `:` or `-`, starting with a letter or
     digit (the database checks the same)."""
-    if not isinstance(name, str) or not QUEUE_NAME.match(name):
+    if not isinstance(name, str) or not QUEUE_NAME.fullmatch(name):
         shown = repr(name)[:50]
         raise InvalidQueueError(
             f"invalid queue name {shown}: 1 to 63 characters of letters, digits, '_', '.', ':' "
@@ -118,6 +118,10 @@ def check_priority(value: object) -> int:
 
 
 MAX_DELAY_SECONDS = 365 * 24 * 3600
+# Due times outside these cannot be stored and shown faithfully (asyncpg writes year 1 as
+# -infinity, and a year-9999 time with an offset has no UTC value); none is a real due time.
+EARLIEST_RUN_AT = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_RUN_AT = datetime(9999, 12, 31, tzinfo=UTC)
 
 
 def parse_run_at(text: object) -> datetime:
@@ -129,7 +133,20 @@ def parse_run_at(text: object) -> datetime:
         moment = datetime.fromisoformat(text)
     except ValueError:
         raise InvalidRunAtError(f"{InvalidRunAtError().message}; got {text[:40]!r}") from None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return check_run_at(moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC))
+
+
+def check_run_at(moment: datetime) -> datetime:
+    """An aware due time from EARLIEST_RUN_AT to LATEST_RUN_AT."""
+    if moment.tzinfo is None:
+        raise InvalidRunAtError("'run_at' must say its time zone (e.g. end with 'Z')")
+    try:
+        in_range = EARLIEST_RUN_AT <= moment.astimezone(UTC) <= LATEST_RUN_AT
+    except OverflowError:
+        in_range = False
+    if not in_range:
+        raise InvalidRunAtError("'run_at' must be from 1970-01-01 to 9999-12-31 (UTC)")
+    return moment
 
 
 def check_delay(value: object) -> float:
@@ -157,6 +174,7 @@ class NewJob:
     retry_interval: int = 30
     run_at: datetime | None = None
     delay_seconds: float | None = None
+    request_id: str | None = None  # the X-Request-ID of the API request that created it
 
     def __post_init__(self) -> None:
         """Queue, priority and due time are checked here, whoever creates the job."""
@@ -166,8 +184,8 @@ class NewJob:
             check_delay(self.delay_seconds)
             if self.run_at is not None:
                 raise InvalidDelayError("give either 'run_at' or 'delay_seconds', not both")
-        if self.run_at is not None and self.run_at.tzinfo is None:
-            raise InvalidRunAtError("'run_at' must say its time zone (e.g. end with 'Z')")
+        if self.run_at is not None:
+            check_run_at(self.run_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +204,7 @@ class Job:
     retry_interval: int
     run_after: datetime | None
     run_at: datetime | None
+    request_id: str | None
     attempts: int
     runner_id: str | None
     heartbeat_at: datetime | None
@@ -220,6 +239,7 @@ def job_to_json(job: Job) -> dict[str, Any]:
         "retry_interval": job.retry_interval,
         "run_after": _iso(job.run_after),
         "run_at": _iso(job.run_at),
+        "request_id": job.request_id,
         "created_at": _iso(job.created_at),
         "updated_at": _iso(job.updated_at),
         "attempts": job.attempts,

@@ -8,11 +8,15 @@ import math
 import sys
 import threading
 from collections.abc import MutableMapping
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+# The X-Request-ID being handled: an API request, or an attempt of a job created by one.
+# Every line logged while it is set carries it as `request_id`.
+REQUEST_ID: ContextVar[str | None] = ContextVar("request_id", default=None)
 # One encoder for every line (`json.dumps(..., default=str)` builds a new one per call).
 _ENCODER = json.JSONEncoder(default=str)
 
@@ -36,6 +40,9 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _STANDARD:
                 entry[key] = value
+        request_id = REQUEST_ID.get()
+        if request_id is not None and "request_id" not in entry:
+            entry["request_id"] = request_id
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return _ENCODER.encode(entry)

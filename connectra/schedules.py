@@ -45,7 +45,8 @@ def check_cron(expression: object) -> str:
             "(minute hour day-of-month month day-of-week), e.g. '*/5 * * * *'"
         )
     try:
-        croniter(expression, datetime(2000, 1, 1, tzinfo=UTC))
+        # A first tick must exist: '0 0 31 2 *' parses but never fires.
+        croniter(expression, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
     except (CroniterBadCronError, CroniterBadDateError, ValueError, KeyError) as exc:
         raise InvalidScheduleError(f"invalid cron expression {expression!r}: {exc}") from None
     return expression
@@ -63,7 +64,7 @@ def check_timezone(name: object) -> ZoneInfo:
 
 def check_schedule_name(name: object) -> str:
     """A schedule name: the same rule as a queue name."""
-    if not isinstance(name, str) or not SCHEDULE_NAME.match(name):
+    if not isinstance(name, str) or not SCHEDULE_NAME.fullmatch(name):
         raise InvalidScheduleError(
             f"invalid schedule name {str(name)[:60]!r}: 1 to 63 letters, digits, '_', '.', "
             "':' or '-', starting with a letter or a digit"

@@ -139,6 +139,12 @@ class Settings(BaseSettings):
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(default=(), alias="API_KEYS")
     api_max_body_bytes: int = Field(default=1_048_576, ge=1024, alias="API_MAX_BODY_BYTES")
 
+    # Metrics and health: `/metrics` on the API, and on runner processes a listener of their
+    # own (0: none). METRICS_ENABLED=false records nothing and serves no `/metrics`.
+    metrics_enabled: bool = Field(default=True, alias="METRICS_ENABLED")
+    metrics_host: str = Field(default="127.0.0.1", alias="METRICS_HOST")
+    metrics_port: int = Field(default=9090, ge=0, le=65535, alias="METRICS_PORT")
+
     log_level: str = Field(default="INFO", alias="LOG_LEVEL")
 
     @field_validator("api_keys", mode="before")

@@ -1,7 +1,7 @@
 -- Named queues, priorities and delayed jobs.
 --
 -- A job belongs to one queue and has a priority (higher runs first). A job created with a
--- due time in the future waits as 'scheduled' (with its time in run_after) until a claim
+-- due time in the future waits as 'scheduled' (with its time in run_after) until a runner
 -- promotes it to 'open': kept out of the open claim index, a million delayed jobs cost the
 -- claim nothing.
 ALTER TABLE jobs ADD COLUMN queue text NOT NULL DEFAULT 'default';
@@ -33,7 +33,8 @@ CREATE INDEX jobs_claim_open_idx ON jobs (queue, priority DESC, id) WHERE status
 CREATE INDEX jobs_scheduled_idx ON jobs (run_after) WHERE status = 'scheduled';
 
 -- Promote delayed jobs that are due (a bounded batch): they become open and are claimed like
--- any other. The status trigger announces them, so runners of other queues wake too.
+-- any other. A first_time runner calls it when its lookup of the earliest due time says one
+-- is due. The status trigger announces them, so runners of other queues wake too.
 CREATE FUNCTION promote_due_jobs(max_jobs integer) RETURNS integer
 LANGUAGE plpgsql
 SET enable_sort = off
@@ -65,12 +66,13 @@ $$;
 DROP FUNCTION claim_open_jobs(integer, text);
 DROP FUNCTION claim_due_retries(integer, text);
 
--- first_time: due delayed jobs are promoted first, then the open jobs of the runner's
--- queues are picked, higher priority first, then the oldest. For every queue (NULL), the
--- queues that have open jobs are found first by skipping through jobs_claim_open_idx (one
--- probe per queue). Then the index is walked once per queue, reading at most max_jobs rows
--- each, and the best max_jobs of those are kept; the rows read but not kept are locked only
--- until the claim commits.
+-- first_time: the open jobs of the runner's queues, higher priority first, then the oldest.
+-- The index is walked once per queue, reading at most max_jobs rows each, and the best
+-- max_jobs of those are kept; the rows read but not kept are locked only until the claim
+-- commits. For every queue (NULL), the queues that have open jobs are found in the same
+-- statement by skipping through jobs_claim_open_idx, one probe per queue. Each branch is one
+-- statement: a claim of ten jobs cannot afford a second one (delayed jobs are promoted by
+-- the runner, only when one is due).
 CREATE FUNCTION claim_open_jobs(max_jobs integer, runner text, queues text[]) RETURNS SETOF jobs
 LANGUAGE plpgsql
 SET enable_sort = off
@@ -79,41 +81,53 @@ SET enable_seqscan = off
 SET jit = off
 AS $$
 BEGIN
-PERFORM 1 FROM jobs WHERE status = 'scheduled' AND run_after <= now() LIMIT 1;
-IF FOUND THEN
-    PERFORM promote_due_jobs(1000);
-END IF;
 IF queues IS NULL THEN
-    queues := ARRAY(
-        WITH RECURSIVE waiting(name) AS (
-            (SELECT queue FROM jobs WHERE status = 'open' ORDER BY queue LIMIT 1)
-            UNION ALL
-            SELECT (SELECT queue FROM jobs
-                    WHERE status = 'open' AND queue > waiting.name
-                    ORDER BY queue LIMIT 1)
-            FROM waiting WHERE waiting.name IS NOT NULL
-        )
-        SELECT name FROM waiting WHERE name IS NOT NULL
-    );
+    RETURN QUERY
+    WITH RECURSIVE waiting(name) AS (
+        (SELECT queue FROM jobs WHERE status = 'open' ORDER BY queue LIMIT 1)
+        UNION ALL
+        SELECT (SELECT queue FROM jobs
+                WHERE status = 'open' AND queue > waiting.name
+                ORDER BY queue LIMIT 1)
+        FROM waiting WHERE waiting.name IS NOT NULL
+    ), candidates AS (
+        SELECT c.ctid, c.priority, c.id
+        FROM waiting
+        CROSS JOIN LATERAL (
+            SELECT ctid, priority, id FROM jobs
+            WHERE status = 'open' AND queue = waiting.name
+            ORDER BY priority DESC, id
+            LIMIT max_jobs
+            FOR UPDATE SKIP LOCKED
+        ) AS c
+        WHERE waiting.name IS NOT NULL
+    ), picked AS (
+        SELECT ctid FROM candidates ORDER BY priority DESC, id LIMIT max_jobs
+    )
+    UPDATE jobs
+    SET status = 'in_queue', runner_id = runner, heartbeat_at = now(), updated_at = now()
+    WHERE ctid = ANY(ARRAY(SELECT ctid FROM picked))
+    RETURNING *;
+ELSE
+    RETURN QUERY
+    WITH candidates AS (
+        SELECT c.ctid, c.priority, c.id
+        FROM unnest(queues) AS wanted(name)
+        CROSS JOIN LATERAL (
+            SELECT ctid, priority, id FROM jobs
+            WHERE status = 'open' AND queue = wanted.name
+            ORDER BY priority DESC, id
+            LIMIT max_jobs
+            FOR UPDATE SKIP LOCKED
+        ) AS c
+    ), picked AS (
+        SELECT ctid FROM candidates ORDER BY priority DESC, id LIMIT max_jobs
+    )
+    UPDATE jobs
+    SET status = 'in_queue', runner_id = runner, heartbeat_at = now(), updated_at = now()
+    WHERE ctid = ANY(ARRAY(SELECT ctid FROM picked))
+    RETURNING *;
 END IF;
-RETURN QUERY
-WITH candidates AS (
-    SELECT c.ctid, c.priority, c.id
-    FROM unnest(queues) AS wanted(name)
-    CROSS JOIN LATERAL (
-        SELECT ctid, priority, id FROM jobs
-        WHERE status = 'open' AND queue = wanted.name
-        ORDER BY priority DESC, id
-        LIMIT max_jobs
-        FOR UPDATE SKIP LOCKED
-    ) AS c
-), picked AS (
-    SELECT ctid FROM candidates ORDER BY priority DESC, id LIMIT max_jobs
-)
-UPDATE jobs
-SET status = 'in_queue', runner_id = runner, heartbeat_at = now(), updated_at = now()
-WHERE ctid = ANY(ARRAY(SELECT ctid FROM picked))
-RETURNING *;
 END
 $$;
 

@@ -53,6 +53,9 @@ async def spawn(database_url: str, tmp_path: Path) -> AsyncIterator[Spawn]:
             "DATABASE_URL": database_url,
             "TICKER_INTERVAL_SECONDS": "0.2",
             "LOG_LEVEL": "INFO",
+            # No runner listener unless a test asks: processes of one test (or of two test
+            # runs on one machine) would race for the default port.
+            "METRICS_PORT": "0",
             **env,
         }
         with log_path.open("wb") as log_file, out_path.open("wb") as out_file:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from connectra.api.control import cancel_job, patch_job, readyz, retry_job
+from connectra.api.control import cancel_job, patch_job, retry_job
+from connectra.api.dashboard import add_dashboard
+from connectra.api.docs import add_api_docs
 from connectra.api.files import download_url, upload_url
 from connectra.api.handlers import create_job, get_job, healthz, list_jobs
-from connectra.api.middleware import auth_middleware, error_middleware
+from connectra.api.middleware import auth_middleware, error_middleware, request_id_middleware
 from connectra.api.schedules import (
     add_schedule,
     list_schedules,
@@ -24,6 +26,13 @@ from connectra.api.state import (
     JobCreatedCallback,
 )
 from connectra.db.store import JobStore
+from connectra.monitoring.web import (
+    Monitor,
+    add_monitoring,
+    api_monitor,
+    readyz,
+    request_metrics_middleware,
+)
 from connectra.objectstore import ObjectStore
 from connectra.processors.base import JobTypeRegistry
 from connectra.settings import Settings
@@ -35,13 +44,21 @@ def create_app(
     settings: Settings,
     on_job_created: JobCreatedCallback | None = None,
     objects: ObjectStore | None = None,
+    monitor: Monitor | None = None,
 ) -> web.Application:
-    """The API; it owns neither the pool nor the signals (run it with `AppRunner`)."""
+    """The API; it owns neither the pool nor the signals (run it with `AppRunner`).
+
+    `monitor`: what `/readyz` checks and `/metrics` serves (the daemon's, with the runners of
+    `connectra run`); by default the database and the runners table.
+    """
     app = web.Application(
         # Errors outermost, so a refused key is rendered in the same shape.
-        middlewares=[error_middleware, auth_middleware],
+        # The request id outermost, so that every answer and log line carries it.
+        middlewares=[request_id_middleware, error_middleware, auth_middleware],
         client_max_size=settings.api_max_body_bytes,
     )
+    if settings.metrics_enabled:
+        app.middlewares.insert(0, request_metrics_middleware)  # outermost: the final status
     app[STORE] = store
     app[REGISTRY] = registry
     app[SETTINGS] = settings
@@ -70,4 +87,7 @@ def create_app(
             web.post("/common/schedules/{name}/resume", resume_schedule),
         ]
     )
+    add_dashboard(app)
+    add_api_docs(app)
+    add_monitoring(app, monitor or api_monitor(store.pool, settings.metrics_enabled))
     return app

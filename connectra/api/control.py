@@ -1,19 +1,14 @@
-"""Job control endpoints: cancel, manual retry, and the readiness probe."""
+"""Job control endpoints: cancel and manual retry."""
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
+from connectra import metrics
 from connectra.api.payloads import parse_uuid, read_json_object
 from connectra.api.state import ON_JOB_CREATED, STORE
-from connectra.db.pool import DATABASE_DOWN
 from connectra.errors import InvalidStatusFilterError
 from connectra.jobs import JobStatus, job_to_json
-
-READY_TIMEOUT = 2.0
-NOT_READY: tuple[type[Exception], ...] = (TimeoutError, *DATABASE_DOWN)
 
 
 async def cancel_job(request: web.Request) -> web.Response:
@@ -24,6 +19,8 @@ async def cancel_job(request: web.Request) -> web.Response:
     """
     job = await request.app[STORE].cancel(parse_uuid(request.match_info["uuid"]))
     status = 200 if job.status is JobStatus.ABORTED else 202
+    if job.status is JobStatus.ABORTED:
+        metrics.JOBS_ABORTED.labels(job.job_type).inc()
     return web.json_response({"data": job_to_json(job), "success": True}, status=status)
 
 
@@ -42,13 +39,3 @@ async def retry_job(request: web.Request) -> web.Response:
     if callback is not None:
         callback(job)
     return web.json_response({"data": job_to_json(job), "success": True})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    """`GET /readyz`: 200 when the database answers, 503 while it does not."""
-    try:
-        await asyncio.wait_for(request.app[STORE].pool.fetchval("SELECT 1"), READY_TIMEOUT)
-    except NOT_READY as exc:
-        body = {"status": "unavailable", "database": f"unreachable: {type(exc).__name__}"}
-        return web.json_response(body, status=503)
-    return web.json_response({"status": "ready", "database": "ok"})

@@ -15,6 +15,8 @@ from connectra.objectstore import ObjectStore
 from connectra.settings import Settings
 
 SAFE_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+# ASCII digits only: `str.isdigit` also takes "²", which `int` refuses.
+WHOLE_SECONDS = re.compile(r"^[0-9]{1,9}$")
 
 
 class InvalidFilenameError(RequestError):
@@ -47,7 +49,7 @@ async def upload_url(request: web.Request) -> web.Response:
     """`GET /common/upload-url?filename=`: a presigned PUT for a new CSV, and its key."""
     settings = request.app[SETTINGS]
     filename = request.query.get("filename", "")
-    if not SAFE_FILENAME.match(filename):
+    if not SAFE_FILENAME.fullmatch(filename):
         raise InvalidFilenameError()
     bucket = _bucket(settings)
     key = f"{_prefix(settings)}/{uuid.uuid4()}/{filename}"
@@ -86,7 +88,7 @@ def _expires_in(request: web.Request, settings: Settings) -> int:
     raw = request.query.get("expires_in")
     if raw is None:
         return maximum
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    if not WHOLE_SECONDS.fullmatch(raw) or not 1 <= int(raw) <= maximum:
         raise InvalidExpiryError(f"'expires_in' must be a whole number from 1 to {maximum}")
     return int(raw)
 

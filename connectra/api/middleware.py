@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import re
+import uuid
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -20,6 +22,7 @@ from connectra.errors import (
     RouteNotFoundError,
     UnauthorizedError,
 )
+from connectra.logs import REQUEST_ID
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +34,26 @@ def error_response(error: ConnectraError, status: int | None = None) -> web.Resp
     """The one error shape: `{"error": "ERR_CODE: message", "success": false}`."""
     body = {"error": error.render(), "success": False}
     return web.json_response(body, status=status or error.http_status)
+
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# What a caller's request id may be; anything else is replaced by a fresh one.
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:/+=@-]{1,128}$")
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Take the caller's `X-Request-ID` (or make one), log it on every line of the request,
+    hand it to jobs created here, and echo it on the answer, errors included."""
+    given = request.headers.get(REQUEST_ID_HEADER, "")
+    request_id = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
+    token = REQUEST_ID.set(request_id)
+    try:
+        response = await handler(request)
+    finally:
+        REQUEST_ID.reset(token)
+    response.headers[REQUEST_ID_HEADER] = request_id
+    return response
 
 
 @web.middleware

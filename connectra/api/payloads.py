@@ -88,14 +88,14 @@ class ListJobsRequest:
 
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
 def idempotency_key(value: str | None) -> str | None:
     """The `Idempotency-Key` header: 1 to 255 printable ASCII characters, or absent."""
     if value is None:
         return None
-    if not _IDEMPOTENCY_KEY.match(value):
+    if not IDEMPOTENCY_KEY.fullmatch(value):
         raise InvalidIdempotencyKeyError()
     return value
 
@@ -135,8 +135,9 @@ async def read_json_object(request: web.Request) -> dict[str, Any]:
 
 
 def decode_json_object(raw: bytes) -> dict[str, Any]:
-    """Parse a body that must be a JSON object PostgreSQL can store."""
-    if not raw.strip():
+    """Parse a body that must be a JSON object PostgreSQL can store; only an empty body is
+    `{}` (whitespace alone is not JSON)."""
+    if not raw:
         return {}
     try:
         value = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)

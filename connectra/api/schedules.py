@@ -13,7 +13,12 @@ from connectra.api.state import REGISTRY, STORE
 from connectra.db.schedule_store import ScheduleStore, StoredSchedule, schedule_to_json
 from connectra.errors import InvalidJobDataError, InvalidJobTypeError, MissingJobTypeError
 from connectra.runners.scheduler import tick_job
-from connectra.schedules import InvalidScheduleError, Schedule
+from connectra.schedules import (
+    SCHEDULE_NAME,
+    InvalidScheduleError,
+    Schedule,
+    ScheduleNotFoundError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,20 +47,29 @@ async def add_schedule(request: web.Request) -> web.Response:
 
 async def remove_schedule(request: web.Request) -> web.Response:
     """`DELETE /common/schedules/{name}`: delete a schedule; the jobs it created stay."""
-    stored = await _store(request).remove(request.match_info["name"])
+    stored = await _store(request).remove(_path_name(request))
     return web.json_response({"data": _json(stored), "success": True})
 
 
 async def pause_schedule(request: web.Request) -> web.Response:
     """`POST /common/schedules/{name}/pause`: stop a schedule from firing."""
-    stored = await _store(request).pause(request.match_info["name"])
+    stored = await _store(request).pause(_path_name(request))
     return web.json_response({"data": _json(stored), "success": True})
 
 
 async def resume_schedule(request: web.Request) -> web.Response:
     """`POST /common/schedules/{name}/resume`: fire again from the next tick on."""
-    stored = await _store(request).resume(request.match_info["name"])
+    stored = await _store(request).resume(_path_name(request))
     return web.json_response({"data": _json(stored), "success": True})
+
+
+def _path_name(request: web.Request) -> str:
+    """The schedule named in the path; a name no schedule can have (a NUL, a space) is not
+    found, and never reaches the database."""
+    name = request.match_info["name"]
+    if not SCHEDULE_NAME.fullmatch(name):
+        raise ScheduleNotFoundError(f"no schedule is named {name[:70]!r}")
+    return name
 
 
 def parse_schedule(body: dict[str, Any]) -> Schedule:

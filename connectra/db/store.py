@@ -54,6 +54,7 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
         retry_interval=row["retry_interval"],
         run_after=row["run_after"],
         run_at=row["run_at"],
+        request_id=row["request_id"],
         attempts=row["attempts"],
         runner_id=row["runner_id"],
         heartbeat_at=row["heartbeat_at"],
@@ -84,6 +85,7 @@ def _insert_args(jobs: Sequence[NewJob]) -> tuple[list[Any], ...]:
         [job.priority for job in jobs],
         [job.run_at for job in jobs],
         [job.delay_seconds for job in jobs],
+        [job.request_id for job in jobs],
     )
 
 
@@ -202,6 +204,15 @@ class JobStore:
         )
         return [job_from_row(row) for row in rows]
 
+    async def count_by_status_and_queue(
+        self, statuses: Iterable[JobStatus], cap: int
+    ) -> dict[tuple[JobStatus, str], int]:
+        """Jobs of these states per (status, queue), counting at most `cap` of each state."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(q.JOB_COUNT_BOUNDED_PLAN)
+            rows = await conn.fetch(q.JOB_COUNT_BOUNDED_BY_QUEUE, [str(s) for s in statuses], cap)
+        return {(JobStatus(row["status"]), row["queue"]): row["jobs"] for row in rows}
+
     async def claim(
         self,
         kind: RunnerKind,
@@ -219,6 +230,10 @@ class JobStore:
         if kind is FIRST_TIME:
             return sorted(jobs, key=lambda job: (-job.priority, job.id))
         return sorted(jobs, key=lambda job: (job.run_after or job.created_at, job.id))
+
+    async def promote_due(self, limit: int = 1000) -> int:
+        """Make delayed jobs that are due open; return how many."""
+        return int(await self.pool.fetchval(q.JOB_PROMOTE_DUE, limit))
 
     async def seconds_until_due(
         self, kind: RunnerKind, queues: Sequence[str] | None = None

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from connectra.db.store import insert_jobs
 from connectra.errors import InvalidJobDataError, UnknownJobTypeError
 from connectra.jobs import DEFAULT_QUEUE, Job, NewJob, check_priority, check_queue
-from connectra.logs import BoundLogger
+from connectra.logs import REQUEST_ID, BoundLogger
 from connectra.objectstore import ObjectStore
 from connectra.schedules import InvalidScheduleError, Schedule
 from connectra.settings import Settings, TimeLimits
@@ -96,9 +96,11 @@ class JobType(Generic[DataT]):
         retry_interval: int | None = None,
         run_at: datetime | None = None,
         delay_seconds: float | None = None,
+        request_id: str | None = None,
     ) -> NewJob:
         """A job of this type: its data validated and normalised, unset options taken from the
-        job type's defaults."""
+        job type's defaults. `request_id` defaults to the one being handled (an API request,
+        or the attempt of a job that dispatches another), so a chain of jobs shares it."""
         return NewJob(
             job_type=self.name,
             data=self.parse(data).model_dump(mode="json"),
@@ -108,6 +110,7 @@ class JobType(Generic[DataT]):
             retry_interval=self.retry_interval if retry_interval is None else retry_interval,
             run_at=run_at,
             delay_seconds=delay_seconds,
+            request_id=request_id if request_id is not None else REQUEST_ID.get(),
         )
 
     async def dispatch(

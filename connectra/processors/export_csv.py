@@ -22,6 +22,7 @@ from elasticsearch import AsyncElasticsearch
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from pydantic import Field as ModelField
 
+from connectra import metrics
 from connectra.catalog import service_named
 from connectra.errors import (
     BucketNotConfiguredError,
@@ -96,6 +97,7 @@ async def run_export_csv(ctx: JobContext, data: ExportCsvData) -> dict[str, Any]
     source, produce = _open_source(ctx.services, ctx.settings, query, formatter)
     header = formatter.header()
     count = await write_export(objects, bucket, key, header, produce, ctx.report_progress)
+    metrics.ROWS_EXPORTED.labels(query.service.name).inc(count)
     ctx.log.info(
         "exported %d rows to s3://%s/%s from %s",
         count,

@@ -34,6 +34,7 @@ import asyncpg
 from elasticsearch import AsyncElasticsearch
 from pydantic import BaseModel, ConfigDict, Field
 
+from connectra import metrics
 from connectra.catalog import Service, service_named
 from connectra.errors import BucketNotConfiguredError, ConnectraError, ServiceNotConfiguredError
 from connectra.objectstore import ObjectStat, ObjectStore
@@ -389,6 +390,9 @@ class CsvImport:
         totals = self.totals
         totals.processed += batch.good
         totals.failed += len(batch.bad)
+        if self.ctx.settings.metrics_enabled:
+            metrics.ROWS_IMPORTED.labels(self.service.name).inc(batch.good)
+            metrics.ROWS_FAILED.labels(self.service.name).inc(len(batch.bad))
         room = self.ctx.settings.import_max_reported_errors - len(totals.errors)
         totals.errors += [row.message for row in batch.bad[: max(room, 0)]]
 

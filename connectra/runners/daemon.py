@@ -19,6 +19,8 @@ from connectra.db.pool import DATABASE_DOWN, create_pool
 from connectra.db.schedule_store import ScheduleStore
 from connectra.db.store import JobStore
 from connectra.jobs import FIRST_TIME, RETRY, Job, JobStatus
+from connectra.monitoring.health import ProcessHealth
+from connectra.monitoring.web import Monitor, api_monitor, serve_monitoring
 from connectra.processors.base import JobTypeRegistry, Services
 from connectra.processors.registry import default_registry
 from connectra.runners.maintenance import Cleaner, Rescuer
@@ -111,32 +113,41 @@ async def _run_parts(
     async with asyncio.TaskGroup() as tg:
         for runner in runners:
             tg.create_task(runner.run(stopping))
-        if runners:
-            _start_maintenance(tg, wiring, runners, stopping.soft)
+        listener = _start_maintenance(tg, wiring, runners, stopping.soft) if runners else None
+        settings = wiring.settings
         if parts.api:
             from connectra.api.app import create_app
             from connectra.api.server import serve_api
 
-            settings = wiring.settings
             app = create_app(
                 wiring.store,
                 wiring.registry,
                 settings,
                 on_job_created=_waker(runners),
                 objects=wiring.services.objects,
+                monitor=api_monitor(wiring.store.pool, settings.metrics_enabled, runners, listener),
             )
             tg.create_task(
                 serve_api(
                     app, settings.api_host, settings.api_port, stopping.soft, on_api_listening
                 )
             )
+        elif runners and settings.metrics_port:
+            # Runner processes: metrics and health on a listener of their own.
+            health = ProcessHealth(wiring.store.pool, runners, listener)
+            monitor = Monitor(health, settings.metrics_enabled)
+            tg.create_task(
+                serve_monitoring(
+                    monitor, settings.metrics_host, settings.metrics_port, stopping.soft
+                )
+            )
 
 
 def _start_maintenance(
     tg: asyncio.TaskGroup, wiring: Wiring, runners: list[Runner], stop: asyncio.Event
-) -> None:
+) -> Notifier:
     """Instant pickup, rescue of dead runners' jobs, retention and, beside a first_time
-    runner, cron schedules."""
+    runner, cron schedules; the listener (instant pickup) is returned for the health checks."""
     settings = wiring.settings
     notifier = Notifier(
         wiring.database_url,
@@ -157,6 +168,7 @@ def _start_maintenance(
     if any(runner.kind is FIRST_TIME for runner in runners):
         scheduler = Scheduler(ScheduleStore(wiring.store.pool), wiring.registry)
         tg.create_task(scheduler.run(stop))
+    return notifier
 
 
 def _dispatch(runners: list[Runner], payload: str | None) -> None:

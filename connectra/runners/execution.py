@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -19,9 +20,10 @@ from connectra.db.store import JobStore
 from connectra.errors import ConnectraError, InvalidJobResultError, JobLostError
 from connectra.failures import JobTimeoutError, error_code, failure_response, is_transient
 from connectra.jobs import Job, JobStatus, RunnerKind
-from connectra.logs import BoundLogger
+from connectra.logs import REQUEST_ID, BoundLogger
 from connectra.processors.base import JobContext, JobTypeRegistry, Services
 from connectra.retry import RetryPolicy
+from connectra.runners.instruments import NO_INSTRUMENTS, JobInstruments
 from connectra.runners.status_writer import StatusWriter
 from connectra.settings import Settings
 from connectra.storable_json import UnstorableJsonError, check_storable
@@ -48,6 +50,7 @@ class Execution:
     ctx: JobContext
     task: asyncio.Task[dict[str, Any] | None]
     stop_reason: StopReason | None = None
+    began: float = field(default_factory=time.perf_counter)
 
     def stop(self, reason: StopReason) -> None:
         """Cancel the handler; the consumer records the outcome that fits the reason."""
@@ -69,6 +72,7 @@ class Executor:
     retry_policy: RetryPolicy
     writer: StatusWriter
     is_fenced: Callable[[], bool] = lambda: False
+    instruments: JobInstruments = NO_INSTRUMENTS
     running: dict[int, Execution] = field(default_factory=dict)
     starting: set[int] = field(default_factory=set)
 
@@ -76,8 +80,17 @@ class Executor:
         """Start the job and run it to one recorded outcome.
 
         `handler_done` is called once the handler has ended, before the outcome is written:
-        the caller may then let another job run.
+        the caller may then let another job run. Every line logged meanwhile, the handler's
+        included, carries the job's `request_id`.
         """
+        token = REQUEST_ID.set(job.request_id)
+        try:
+            await self._execute(job, handler_done)
+        finally:
+            REQUEST_ID.reset(token)
+
+    async def _execute(self, job: Job, handler_done: Callable[[], None]) -> None:
+        """`execute`, with the job's request id set."""
         self.starting.add(job.id)
         try:
             attempt = await self._start(job)
@@ -87,6 +100,7 @@ class Executor:
             return
         ctx = self._context(job, attempt)
         ctx.log.info("job started", extra={"action": "job_start"})
+        self.instruments.started(job, self.kind)
         execution = Execution(ctx, asyncio.create_task(self._run_handler(ctx)))
         self.running[job.id] = execution
         try:
@@ -158,11 +172,11 @@ class Executor:
             me = asyncio.current_task()
             if execution.stop_reason is None or (me is not None and me.cancelling()):
                 raise  # the runner itself is stopping: the caller hands the job back
-            record = self._record_stop(ctx, execution.stop_reason)
+            record = self._record_stop(ctx, execution.stop_reason, _since(execution.began))
         except Exception as exc:
-            record = self._record_failure(ctx, exc)
+            record = self._record_failure(ctx, exc, _since(execution.began))
         else:
-            record = self._record_success(ctx, result)
+            record = self._record_success(ctx, result, _since(execution.began))
         handler_done()
         await record
 
@@ -208,20 +222,21 @@ class Executor:
             save_checkpoint=save_checkpoint,
         )
 
-    async def _record_success(self, ctx: JobContext, result: object) -> None:
+    async def _record_success(self, ctx: JobContext, result: object, seconds: float) -> None:
         """Mark the job completed with what the handler returned; a result that cannot be
         stored fails the job instead (permanently: the handler would return it again)."""
         try:
             extra = _storable_result(result)
         except InvalidJobResultError as exc:
-            await self._record_failure(ctx, exc)
+            await self._record_failure(ctx, exc, seconds)
             return
         response: dict[str, Any] = {"runtime_errors": [], "messages": "job completed"}
         response.update(extra)
         if await self._persist(ctx, self.writer.complete, response, JobStatus.COMPLETED):
             ctx.log.info("job completed", extra={"action": "job_complete"})
+            self.instruments.completed(ctx.job.job_type, seconds)
 
-    async def _record_failure(self, ctx: JobContext, exc: Exception) -> None:
+    async def _record_failure(self, ctx: JobContext, exc: Exception, seconds: float) -> None:
         """Mark the job failed (to be retried) or failed_final (no retry can help or is left)."""
         job = ctx.job
         retry_in = None
@@ -244,15 +259,18 @@ class Executor:
                     "retry": bool(retry_in),
                 },
             )
+            self.instruments.failed(job.job_type, seconds, error_code(exc), bool(retry_in))
 
-    async def _record_stop(self, ctx: JobContext, reason: StopReason) -> None:
+    async def _record_stop(self, ctx: JobContext, reason: StopReason, seconds: float) -> None:
         """A job stopped from outside: aborted by a user, or no longer ours."""
         if reason is StopReason.LOST:
             ctx.log.warning("job lost its lease; stopped it", extra={"action": "job_lost"})
+            self.instruments.lost(ctx.job.job_type, seconds)
             return
         response = {"messages": "job cancelled while running"}
         if await self._persist(ctx, self.store.abort_running, response):
             ctx.log.info("job aborted", extra={"action": "job_abort"})
+            self.instruments.aborted(ctx.job.job_type, seconds)
 
     async def _persist(
         self,
@@ -290,6 +308,11 @@ class Executor:
     async def hand_back(self, jobs: list[Job]) -> int:
         """Give held jobs back (shutdown)."""
         return await self.store.hand_back(jobs, self.kind, self.runner_id)
+
+
+def _since(began: float) -> float:
+    """Seconds from `began` (a `time.perf_counter()` reading) to now."""
+    return time.perf_counter() - began
 
 
 def _storable_result(result: object) -> dict[str, Any]:

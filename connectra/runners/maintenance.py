@@ -8,6 +8,8 @@ import logging
 from datetime import timedelta
 from functools import partial
 
+from connectra import metrics
+from connectra.db.monitor_store import MonitorStore
 from connectra.db.pool import DATABASE_DOWN
 from connectra.db.store import JobStore
 from connectra.objectstore import ObjectStore, ObjectStoreError
@@ -18,6 +20,8 @@ log = logging.getLogger(__name__)
 
 RESCUE_BATCH = 100
 CLEANUP_BATCH = 200
+# Rows of the runners table not refreshed for this long belong to runners that died.
+STALE_RUNNER_ROWS = timedelta(days=1)
 
 
 async def every(interval: timedelta, stop: asyncio.Event) -> bool:
@@ -56,6 +60,7 @@ class Rescuer:
                     rescue.status,
                     extra={"action": "job_rescued", "job_uuid": str(job.uuid)},
                 )
+                metrics.JOBS_RESCUED.labels(job.job_type, rescue.status).inc()
             total += len(rescued)
             if len(rescued) < RESCUE_BATCH:
                 return total
@@ -77,6 +82,7 @@ class Cleaner:
         self.job_ttl = job_ttl
         self.result_ttl = result_ttl
         self.default_bucket = default_bucket
+        self.monitor = MonitorStore(store.pool)
 
     async def run(self, interval: timedelta, stop: asyncio.Event) -> None:
         """Clean up once per interval until stopped."""
@@ -103,6 +109,7 @@ class Cleaner:
             if len(batch) < CLEANUP_BATCH:
                 break
         await self.store.delete_expired_idempotency_keys(CLEANUP_BATCH)
+        await self.monitor.delete_stale_runners(STALE_RUNNER_ROWS)
         if files or jobs:
             log.info(
                 "deleted %d finished jobs and %d result files",

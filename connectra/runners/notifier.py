@@ -37,6 +37,13 @@ class Notifier:
         self.on_notify = on_notify
         self.on_connect = on_connect
         self.listening = False
+        self._conn: asyncpg.Connection | None = None
+
+    @property
+    def connected(self) -> bool:
+        """Whether the listening connection is up now (asyncpg notices a closed one at once;
+        the loop below only at its next liveness check)."""
+        return self.listening and self._conn is not None and not self._conn.is_closed()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Listen until stopped, reconnecting with backoff whenever the connection is lost."""
@@ -58,7 +65,7 @@ class Notifier:
 
     async def _listen(self, stop: asyncio.Event) -> None:
         """One connection's life: listen, wake the runners once, then watch the connection."""
-        conn = await asyncpg.connect(self.dsn, timeout=10)
+        conn = self._conn = await asyncpg.connect(self.dsn, timeout=10)
         try:
             await conn.add_listener(CHANNEL, self._deliver)
             self.listening = True
@@ -68,6 +75,7 @@ class Notifier:
                 await _sleep_unless(stop, LIVENESS_INTERVAL)
                 await conn.execute("SELECT 1", timeout=10)
         finally:
+            self._conn = None
             await conn.close(timeout=5)
 
     def _deliver(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from connectra.db.monitor_store import MonitorStore, RunnerPresence
 from connectra.db.pool import DATABASE_DOWN
 from connectra.db.store import JobStore
 from connectra.errors import JobLostError
@@ -34,6 +35,7 @@ from connectra.logs import BoundLogger
 from connectra.processors.base import JobTypeRegistry, Services
 from connectra.retry import RetryPolicy
 from connectra.runners.execution import Executor, StopReason
+from connectra.runners.instruments import job_instruments
 from connectra.runners.status_writer import StatusWriter
 from connectra.settings import Settings
 
@@ -41,6 +43,9 @@ log = logging.getLogger(__name__)
 
 # How long final writes (hand-back) may take once we are stopping.
 FINAL_WRITE_TIMEOUT = 5.0
+# How long the write of the runner's presence row may take.
+PRESENCE_TIMEOUT = 5.0
+PRESENCE_FAILED: tuple[type[Exception], ...] = (TimeoutError, *DATABASE_DOWN)
 # Without a successful heartbeat for this share of the lease, a runner gives up its jobs
 # before anyone can rescue them, so a job never runs on two runners at once.
 FENCE_SHARE = 0.75
@@ -124,7 +129,8 @@ class Runner:
         self.kind = config.kind
         self.runner_id = runner_id or new_runner_id(config.kind)
         self.queue: asyncio.Queue[Job] = asyncio.Queue(maxsize=config.queue_size)
-        self.writer = StatusWriter(store, config.kind, self.runner_id)
+        instruments = job_instruments(settings.metrics_enabled, self.label)
+        self.writer = StatusWriter(store, config.kind, self.runner_id, instruments)
         self.executor = Executor(
             store=store,
             registry=registry,
@@ -135,7 +141,9 @@ class Runner:
             retry_policy=config.retry_policy,
             writer=self.writer,
             is_fenced=self._is_fenced,
+            instruments=instruments,
         )
+        self._monitor = MonitorStore(store.pool)
         self._queued: dict[int, Job] = {}
         self._lost: set[int] = set()
         self._wake = asyncio.Event()
@@ -165,10 +173,34 @@ class Runner:
         """Heartbeat now (a cancel was requested), instead of at the next interval."""
         self._check_leases.set()
 
+    @property
+    def label(self) -> str:
+        """Kind and queues, e.g. `first_time:reports,emails` (`*`: every queue): the `runner`
+        label of its metrics, the same in every process and after a restart."""
+        return f"{self.kind.name}:{','.join(self.config.queues or ('*',))}"
+
+    def heartbeat_age(self) -> float:
+        """Seconds since the last successful heartbeat round (or since the runner began)."""
+        return time.monotonic() - self._last_heartbeat
+
+    def is_fenced(self) -> bool:
+        """Whether heartbeats failed for so long that the runner gave up its jobs."""
+        return self._is_fenced()
+
+    def queue_depth(self) -> int:
+        """Jobs waiting in the in-memory queue."""
+        return self.queue.qsize()
+
+    def busy_slots(self) -> int:
+        """Handler slots running a job (or starting one)."""
+        running = sum(not e.task.done() for e in self.executor.running.values())
+        return len(self.executor.starting) + running
+
     async def run(self, stopping: Stopping) -> None:
         """Run until asked to stop, then hand back everything not finished."""
         self._log.info("runner started", extra={"action": "runner_start"})
         try:
+            await self._announce_presence()
             async with asyncio.TaskGroup() as outer:
                 helpers = [
                     outer.create_task(self._keep_leases()),
@@ -181,6 +213,7 @@ class Runner:
                         task.cancel()
         finally:
             await _final(self._hand_back_queue())
+            await _final(self._withdraw_presence())
             self._log.info("runner stopped", extra={"action": "runner_stop"})
 
     async def _work(self, stopping: Stopping) -> None:
@@ -211,12 +244,15 @@ class Runner:
                     self._maybe_due = True  # a tick: look again (a notification may be lost)
 
     async def _idle_wait(self) -> float:
-        """Until the next tick, or sooner when a delayed or failed job falls due before it."""
+        """Until the next tick, or sooner when a delayed or failed job falls due before it. A
+        delayed job that is due is made open here (0: claim again at once)."""
         tick = self.config.tick_interval.total_seconds()
         if self.kind is FIRST_TIME and not self._maybe_due:
             return tick
         try:
             due = await self.store.seconds_until_due(self.kind, self.config.queues)
+            if due is not None and due <= 0 and self.kind is FIRST_TIME:
+                return 0.0 if await self.store.promote_due() else DUE_SLACK
         except DATABASE_DOWN:
             return tick
         if due is None:
@@ -313,6 +349,28 @@ class Runner:
             elif held[job_id]:
                 execution.stop(StopReason.ABORTED)
         self._lost |= {job_id for job_id in queued if job_id not in held and job_id in self._queued}
+        await self._announce_presence()
+
+    async def _announce_presence(self) -> None:
+        """Write this runner's row in the runners table (how a deployment tells that a runner
+        lives even when it holds no job). Best effort: a failure is only logged."""
+        presence = RunnerPresence(
+            runner_id=self.runner_id,
+            kind=self.kind.name,
+            queues=self.config.queues,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            heartbeat_interval=self.config.heartbeat_interval,
+        )
+        try:
+            async with asyncio.timeout(PRESENCE_TIMEOUT):
+                await self._monitor.runner_seen(presence)
+        except PRESENCE_FAILED as exc:
+            self._log.warning("presence not written: %r", exc, extra={"action": "presence_failed"})
+
+    async def _withdraw_presence(self) -> None:
+        """Delete this runner's row: it stops."""
+        await self._monitor.runner_gone(self.runner_id)
 
     def _is_fenced(self) -> bool:
         """True when heartbeats failed for so long that our leases may have run out."""

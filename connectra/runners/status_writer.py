@@ -39,6 +39,7 @@ deadlock. One after the other they cannot.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -46,6 +47,7 @@ from typing import Any, Generic, TypeVar
 from connectra.db.store import JobStore, job_lost
 from connectra.errors import JobLostError
 from connectra.jobs import Job, RunnerKind
+from connectra.runners.instruments import NO_INSTRUMENTS, JobInstruments
 
 T = TypeVar("T")
 
@@ -65,10 +67,17 @@ class _Write(Generic[T]):
 class StatusWriter:
     """Batches the starts and completions of one runner's jobs."""
 
-    def __init__(self, store: JobStore, kind: RunnerKind, runner_id: str) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        kind: RunnerKind,
+        runner_id: str,
+        instruments: JobInstruments = NO_INSTRUMENTS,
+    ) -> None:
         self.store = store
         self.kind = kind
         self.runner_id = runner_id
+        self.instruments = instruments
         self._starts: dict[int, _Write[int]] = {}
         self._completions: dict[int, _Write[None]] = {}
         self._heartbeat: tuple[set[int], asyncio.Future[dict[int, bool]]] | None = None
@@ -151,6 +160,7 @@ class StatusWriter:
         # The last round's completions are told now: their waiters (a log line each, then
         # back to the queue) run while this statement is in flight, not before it goes out.
         self._tell_answers()
+        began = time.perf_counter()
         try:
             started, completed = await self.store.start_and_complete(
                 self.kind, self.runner_id, list(starts), responses
@@ -164,6 +174,7 @@ class StatusWriter:
             # Cancelled mid-statement: nobody may wait forever on these writes.
             _settle_all(writes, JobLostError("the runner stopped during this write"))
             raise
+        self.instruments.round(len(writes), time.perf_counter() - began)
         for job_id, start in starts.items():
             _resolve(start, job_id in started, started.get(job_id, 0))
         self._answers = [(w, job_id in completed) for job_id, w in completions.items()]

@@ -80,6 +80,7 @@ async def daemons(
         "API_PORT": str(port),
         "TICKER_INTERVAL_SECONDS": "0.5",
         "SHUTDOWN_GRACE_SECONDS": "2",
+        "METRICS_PORT": "0",
     }
     procs = []
     for role in (["api"], ["jobs", "first_time"]):

@@ -91,7 +91,10 @@ async def test_a_delayed_job_waits_as_scheduled_and_is_not_claimed_before_its_ti
     assert job.run_after is not None
     assert abs((job.run_after - job.created_at).total_seconds() - 0.6) < 0.05
     assert await store.claim(FIRST_TIME, RUNNER, 10) == []
+    assert await store.promote_due() == 0, "promoted before its time"
     await asyncio.sleep(0.7)
+    assert await store.seconds_until_due(FIRST_TIME) < 0
+    assert await store.promote_due() == 1
     claimed = await store.claim(FIRST_TIME, RUNNER, 10)
     assert [c.uuid for c in claimed] == [job.uuid]
     assert claimed[0].run_at == job.run_at == job.run_after, "the job keeps its due time"

@@ -149,6 +149,7 @@ async def fleet(
         AWS_SECRET_ACCESS_KEY="testing",
         AWS_REGION="us-east-1",
         S3_BUCKET=s3_bucket,
+        METRICS_PORT="0",  # several runners on one machine: no listener each
     )
     fleet = Fleet(env, tmp_path)
     try:

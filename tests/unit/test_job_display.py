@@ -147,3 +147,22 @@ def test_on_a_terminal_the_line_is_rewritten_in_place_within_its_width() -> None
     assert last.rstrip() == "  completed  0:00"
     assert len(last) == 80  # padded over the longer line before
     assert last.endswith("\n")
+
+
+@pytest.mark.parametrize(
+    ("columns", "shown"),
+    [
+        (120, "| processing  48,000 ok / 4 failed  [" + "#" * 12 + "-" * 18 + "] 41% of 2.1 MiB  "),
+        (80, "| processing  48,000 ok / 4 failed  [" + "#" * 7 + "-" * 11 + "] 41%  "),
+        (60, "| processing  48,000 ok / 4 failed  41% of 2.1 MiB  attemp…"),
+    ],
+)
+def test_a_narrow_terminal_drops_the_size_then_the_bar(
+    columns: int, shown: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ProgressLine, "_columns", lambda self: columns)
+    stream = io.StringIO()
+    ProgressLine(stream, live=True).show(an_import(48000, 4, 900_000, 2_200_000, retry_count=2))
+    drawn = stream.getvalue().split("\r", 1)[1]
+    assert drawn.startswith(shown)
+    assert len(drawn) <= columns - 1
