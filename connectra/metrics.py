@@ -4,7 +4,7 @@ help, labels and buckets. README "Operations" lists the same metrics (a test com
 Counters and histograms are `prometheus_client` objects in `REGISTRY`, the process's own
 registry (not the library's global one, whose `process_*` and `python_*` names have no prefix),
 except the four every job updates (started, completed, pickup, duration): those are
-`connectra/loop_metrics.py`'s, a third of the cost per job, in the same registry.
+`connectra/loop_metrics.py`'s, half the cost per job, in the same registry.
 The gauges are declared here as `MetricSpec`s only: they are read when `/metrics` is scraped,
 by the collectors in `connectra/monitoring/collectors.py` (per-runner gauges from the runners'
 memory, jobs by status and live runners from PostgreSQL).
