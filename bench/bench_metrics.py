@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import platform
 import signal
@@ -30,7 +29,7 @@ import time
 
 import aiohttp
 from bench_versions import median_run, throughput
-from common import BENCH_DIR, REPO, WORK, bench_database, free_port, log
+from common import REPO, WORK, bench_database, free_port, log, write_report
 
 SIDES = ("on", "off")
 SCRAPE_EVERY_S = 1.0
@@ -150,10 +149,7 @@ def main() -> int:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "result": result,
     }
-    out = BENCH_DIR / "results"
-    out.mkdir(exist_ok=True)
-    path = out / f"metrics-{time.strftime('%Y%m%dT%H%M%S', time.gmtime(began))}.json"
-    path.write_text(json.dumps(report, indent=2))
+    path = write_report("metrics", report, began)
     print()
     print(table(result))
     log(f"wrote {path} in {report['seconds']}s")

@@ -51,7 +51,6 @@ from typing import Any
 import asyncpg
 from bench_queue import CONCURRENCY, _check_alive, _reset
 from common import (
-    BENCH_DIR,
     PYTHON,
     REPO,
     WORK,
@@ -67,6 +66,7 @@ from common import (
     started_at,
     wait_for,
     wait_log,
+    write_report,
 )
 
 SIDES = ("this", "against")
@@ -458,10 +458,7 @@ def main() -> int:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
         "results": [result.as_dict()],
     }
-    out = BENCH_DIR / "results"
-    out.mkdir(exist_ok=True)
-    path = out / f"versions-{time.strftime('%Y%m%dT%H%M%S', time.gmtime(began))}.json"
-    path.write_text(json.dumps(report, indent=2))
+    path = write_report("versions", report, began)
     print()
     print(table(result))
     log(f"wrote {path} in {report['seconds']}s")

@@ -134,6 +134,15 @@ class Result:
         }
 
 
+def write_report(prefix: str, report: dict[str, Any], began: float) -> Path:
+    """Write a benchmark's report as `results/<prefix>-<UTC start time>.json`."""
+    out = BENCH_DIR / "results"
+    out.mkdir(exist_ok=True)
+    path = out / f"{prefix}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime(began))}.json"
+    path.write_text(json.dumps(report, indent=2))
+    return path
+
+
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 

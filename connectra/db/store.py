@@ -45,11 +45,11 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
         id=row["id"],
         uuid=row["uuid"],
         job_type=row["job_type"],
-        data=_json(row["data"]),
+        data=row["data"],
         queue=row["queue"],
         priority=row["priority"],
         status=JobStatus(row["status"]),
-        job_response=_json(row["job_response"]),
+        job_response=row["job_response"],
         retry_count=row["retry_count"],
         retry_interval=row["retry_interval"],
         run_after=row["run_after"],
@@ -59,7 +59,7 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
         runner_id=row["runner_id"],
         heartbeat_at=row["heartbeat_at"],
         cancel_requested_at=row["cancel_requested_at"],
-        checkpoint=_json(row["checkpoint"]),
+        checkpoint=row["checkpoint"],
         rescue_count=row["rescue_count"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
@@ -69,9 +69,13 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
     )
 
 
-def _json(value: Any) -> Any:
-    """A jsonb value, decoded if the connection had no codec for it (a caller's own)."""
-    return json.loads(value) if isinstance(value, str) else value
+def _decoded(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A row read on a caller's own connection, whose jsonb may come back as text."""
+    fields = dict(row)
+    for name in ("data", "job_response", "checkpoint"):
+        if isinstance(fields[name], str):
+            fields[name] = json.loads(fields[name])
+    return fields
 
 
 def _insert_args(jobs: Sequence[NewJob]) -> tuple[list[Any], ...]:
@@ -104,7 +108,7 @@ async def insert_jobs(conn: asyncpg.Connection | asyncpg.Pool, jobs: Sequence[Ne
             return await insert_jobs(acquired, jobs)
     async with conn.transaction():
         rows = await conn.fetch(q.JOB_INSERT, *_insert_args(jobs))
-        created = sorted((job_from_row(row) for row in rows), key=lambda job: job.id)
+        created = sorted((job_from_row(_decoded(row)) for row in rows), key=lambda job: job.id)
         for payload in sorted({_announced_as(job) for job in created}):
             await conn.execute(q.JOBS_ANNOUNCE, CHANNEL, payload)
     return created
