@@ -167,7 +167,7 @@ async def bench_database(
     `checkout`: the product tree whose `connectra migrate` (and so whose `migrations/`) to
     run; this repository by default."""
     name = f"bench_{tag}_{uuid.uuid4().hex[:8]}"
-    WORK.mkdir(parents=True, exist_ok=True)  # the children's working directory
+    await asyncio.to_thread(WORK.mkdir, parents=True, exist_ok=True)  # children run there
     admin = await asyncpg.connect(ADMIN_DSN)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')

@@ -13,6 +13,8 @@ from uuid import UUID
 
 import typer
 
+from connectra.api_keys import Scope
+from connectra.db.api_key_store import ApiKeyStore, StoredKey, key_to_json
 from connectra.db.embedded import start_embedded
 from connectra.db.migrate import ensure_schema
 from connectra.db.migrate import migrate as apply_migrations
@@ -34,7 +36,8 @@ from connectra.settings import ConfigError, Settings, load_settings
 
 log = logging.getLogger("connectra")
 
-# `connectra run` is the local default: with no API_KEYS set it accepts this key.
+# `connectra run` is the local default: with no API_KEYS set it accepts this published key,
+# but only when the API listens on a loopback address (elsewhere it needs a real key).
 LOCAL_API_KEY = "local-dev-key"
 
 app = typer.Typer(
@@ -114,6 +117,8 @@ def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
             return runner.run(main())
     except* ConnectraError as group:
         _fail(_first(group).render(), 1)
+    except* ConfigError as group:
+        _fail(str(_first(group)), 2)
     except* OSError as group:
         _fail(f"ERR_DATABASE_UNAVAILABLE: {_first(group)}", 1)
 
@@ -162,9 +167,7 @@ def migrate() -> None:
 def api(app: AppOption = None) -> None:
     """Serve the HTTP API."""
     settings = _settings(**_overrides(app))
-    if not settings.api_keys:
-        _fail("invalid configuration: API_KEYS: at least one key is required", 2)
-    _daemon(Parts(api=True), settings)
+    _daemon(Parts(api=True), settings)  # refused without API_KEYS unless a key is stored
 
 
 @app.command()
@@ -173,10 +176,11 @@ def run(app: AppOption = None, queues: QueuesOption = None) -> None:
     overrides: dict[str, Any] = _overrides(app, queues)
     settings = _settings(**overrides)
     registry = _registry(settings)  # a bad --app stops us before anything starts
-    if not settings.api_keys:
+    if not settings.api_keys and settings.api_on_loopback:
         log.warning(
-            "API_KEYS is not set: accepting the local development key %r",
+            "API_KEYS is not set: accepting the local development key %r on %s",
             LOCAL_API_KEY,
+            settings.api_host,
             extra={"action": "local_api_key"},
         )
         overrides["API_KEYS"] = LOCAL_API_KEY
@@ -296,6 +300,7 @@ def create(
             retry_interval=retry_interval,
             run_at=None if run_at is None else parse_run_at(run_at),
             delay_seconds=delay,
+            settings=settings,
         )
     )
     if wait:
@@ -439,9 +444,14 @@ def _schedule_cell(value: object) -> str:
 
 def _schedule_table(schedules: list[dict[str, Any]]) -> str:
     """Schedules as aligned columns, one per line, under a header."""
-    rows = [[title for title, _ in SCHEDULE_COLUMNS]]
-    rows += [[_schedule_cell(s[key]) for _, key in SCHEDULE_COLUMNS] for s in schedules]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(SCHEDULE_COLUMNS))]
+    return _table(SCHEDULE_COLUMNS, schedules)
+
+
+def _table(columns: tuple[tuple[str, str], ...], items: list[dict[str, Any]]) -> str:
+    """Items as aligned columns, one per line, under a header."""
+    rows = [[title for title, _ in columns]]
+    rows += [[_schedule_cell(item[key]) for _, key in columns] for item in items]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     lines = [
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
         for row in rows
@@ -494,7 +504,7 @@ def add_schedule(
     def checked() -> Schedule:
         """The schedule, refused unless its job type accepts its data."""
         schedule = Schedule(name, cron, job_type, raw, timezone, queue, priority)
-        tick_job(registry, schedule)
+        tick_job(registry, schedule, settings)
         return schedule
 
     schedule = _run_sync(checked)
@@ -520,6 +530,89 @@ def resume_schedule(name: Annotated[str, typer.Argument(help="The schedule's nam
 
 
 # -- end of cron schedules ---------------------------------------------------------------------
+
+
+# -- API keys: `connectra keys create|list|rotate|revoke` -------------------------------------
+
+keys_app = typer.Typer(
+    help="Manage API keys: named, scoped, stored hashed; secrets are shown once.",
+    no_args_is_help=True,
+)
+app.add_typer(keys_app, name="keys")
+
+KEY_COLUMNS = (
+    ("NAME", "name"),
+    ("SCOPE", "scope"),
+    ("PREFIX", "prefix"),
+    ("CREATED", "created_at"),
+    ("ROTATED", "rotated_at"),
+    ("LAST USED", "last_used_at"),
+    ("REVOKED", "revoked_at"),
+)
+
+
+def _on_keys(action: Callable[[ApiKeyStore], Awaitable[T]]) -> T:
+    """Run one key store action on a small pool."""
+    settings = _settings()
+    return _run(lambda: _with_store(settings, lambda store: action(ApiKeyStore(store.pool))))
+
+
+def _print_secret(key: StoredKey, secret: str, what: str) -> None:
+    """The secret alone on stdout (for scripts); what it is on stderr. Shown this once."""
+    typer.echo(
+        f"{what} key {key.name!r} (scope {key.scope}); its secret follows and is not shown "
+        "again: store it now",
+        err=True,
+    )
+    typer.echo(secret)
+
+
+@keys_app.command("create")
+def create_key(
+    name: Annotated[str, typer.Argument(help="The key's name, e.g. 'billing-service'.")],
+    scope: Annotated[
+        Scope,
+        typer.Option(
+            "--scope",
+            case_sensitive=False,
+            help="read: list and read jobs; write: also create, cancel, retry jobs and get "
+            "upload URLs; admin: everything, every key's jobs, schedules.",
+        ),
+    ],
+) -> None:
+    """Create a key and print its secret, once."""
+    key, secret = _on_keys(lambda keys: keys.create(name, scope))
+    _print_secret(key, secret, "created")
+
+
+@keys_app.command("list")
+def list_keys(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List keys, revoked ones too: name, scope, prefix, dates (never a secret)."""
+    shown = [key_to_json(key) for key in _on_keys(lambda keys: keys.all())]
+    if as_json:
+        _print_json(shown)
+    else:
+        typer.echo(_table(KEY_COLUMNS, shown) if shown else "no keys")
+
+
+@keys_app.command("rotate")
+def rotate_key(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
+    """Give a key a new secret and print it, once; the old secret stops working within
+    API_KEY_CACHE_SECONDS. The key keeps its name, scope and jobs."""
+    key, secret = _on_keys(lambda keys: keys.rotate(name))
+    _print_secret(key, secret, "rotated")
+
+
+@keys_app.command("revoke")
+def revoke_key(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
+    """Revoke a key for good (within API_KEY_CACHE_SECONDS); its name stays taken."""
+    key = _on_keys(lambda keys: keys.revoke(name))
+    _print_json(key_to_json(key))
+
+
+# -- end of API keys ---------------------------------------------------------------------------
 
 
 @app.command()

@@ -93,6 +93,32 @@ class BodyTooLargeError(RequestError):
     http_status = 413
 
 
+class RequestTimeoutError(RequestError):
+    """the request did not arrive in time"""
+
+    code = "ERR_REQUEST_TIMEOUT"
+    http_status = 408
+
+
+class HeaderTooLargeError(RequestError):
+    """the request line or a header field is too long"""
+
+    code = "ERR_HEADER_TOO_LARGE"
+    http_status = 431
+
+
+class MalformedRequestError(RequestError):
+    """the request is not valid HTTP/1.1"""
+
+    code = "ERR_MALFORMED_REQUEST"
+
+
+class UnknownBodyFieldError(RequestError):
+    """the request body has a field this endpoint does not take"""
+
+    code = "ERR_UNKNOWN_BODY_FIELD"
+
+
 class InvalidStatusFilterError(RequestError):
     """'status' must be a list of job states"""
 
@@ -122,6 +148,13 @@ class UnauthorizedError(ConnectraError):
 
     code = "ERR_UNAUTHORIZED"
     http_status = 401
+
+
+class ScopeRequiredError(ConnectraError):
+    """this API key's scope does not allow this request"""
+
+    code = "ERR_SCOPE_REQUIRED"
+    http_status = 403
 
 
 class JobNotFoundError(ConnectraError):

@@ -13,6 +13,7 @@ from elasticsearch import ConnectionError as EsConnectionError
 from connectra.db.pool import DATABASE_DOWN
 from connectra.errors import ConnectraError
 
+# Error lines of attempts kept in `runtime_errors`, across retries, rescues and the completion.
 MAX_RUNTIME_ERRORS = 20
 
 # PostgreSQL errors that mean "try again", not "the data or the code is wrong".
@@ -70,8 +71,7 @@ def failure_response(
 ) -> dict[str, Any]:
     """The `job_response` of a failed attempt: the seed's fields plus a structured error."""
     message = str(exc) or type(exc).__name__
-    runtime_errors = list(previous.get("runtime_errors", []))[-MAX_RUNTIME_ERRORS + 1 :]
-    runtime_errors.append(f"{error_code(exc)}: {message}")
+    runtime_errors = with_error_line(previous, f"{error_code(exc)}: {message}")
     if retry_in is not None:
         outcome = "will retry"
     elif is_transient(exc):
@@ -91,3 +91,23 @@ def failure_response(
             },
         },
     }
+
+
+def earlier_errors(previous: dict[str, Any]) -> list[Any]:
+    """The error lines earlier attempts left in `runtime_errors`, the last MAX_RUNTIME_ERRORS."""
+    lines = previous.get("runtime_errors")
+    return list(lines)[-MAX_RUNTIME_ERRORS:] if isinstance(lines, list) else []
+
+
+def with_error_line(previous: dict[str, Any], line: str) -> list[Any]:
+    """`runtime_errors` with one more attempt's line, still at most MAX_RUNTIME_ERRORS."""
+    return [*earlier_errors(previous), line][-MAX_RUNTIME_ERRORS:]
+
+
+def completed_errors(previous: dict[str, Any], result: dict[str, Any]) -> Any:
+    """The `runtime_errors` of a completed job: earlier attempts' lines, then the handler's.
+
+    A handler's own value that is not a list is kept as it is.
+    """
+    own = result.get("runtime_errors", [])
+    return [*earlier_errors(previous), *own] if isinstance(own, list) else own

@@ -175,6 +175,7 @@ class NewJob:
     run_at: datetime | None = None
     delay_seconds: float | None = None
     request_id: str | None = None  # the X-Request-ID of the API request that created it
+    created_by: str | None = None  # the name of the API key that created it
 
     def __post_init__(self) -> None:
         """Queue, priority and due time are checked here, whoever creates the job."""
@@ -217,6 +218,9 @@ class Job:
     completed_at: datetime | None
     # The cron schedule that created the job, if one did.
     schedule_name: str | None = None
+    # The name of the API key that created the job; None when made by the CLI, Python or a
+    # schedule.
+    created_by: str | None = None
 
     @property
     def retries_left(self) -> int:
@@ -249,6 +253,7 @@ def job_to_json(job: Job) -> dict[str, Any]:
         "cancel_requested_at": _iso(job.cancel_requested_at),
         "rescue_count": job.rescue_count,
         "schedule_name": job.schedule_name,
+        "created_by": job.created_by,
     }
 
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self
 
@@ -183,6 +184,19 @@ class ObjectStat:
     etag: str
 
 
+@dataclass(frozen=True, slots=True)
+class PendingUpload:
+    """A multipart upload neither completed nor aborted, as ListMultipartUploads tells it."""
+
+    key: str
+    upload_id: str
+    initiated: datetime
+
+
+# Called with the id of a multipart upload as soon as it is created, before any part is sent.
+UploadStarted = Callable[[str], Awaitable[None]]
+
+
 class MultipartWriter:
     """Buffers writes into parts and uploads each part as it fills; made by `multipart_upload`.
 
@@ -191,9 +205,16 @@ class MultipartWriter:
     """
 
     def __init__(
-        self, client: Any, bucket: str, key: str, content_type: str, part_size: int
+        self,
+        client: Any,
+        bucket: str,
+        key: str,
+        content_type: str,
+        part_size: int,
+        on_start: UploadStarted | None = None,
     ) -> None:
         self._client = client
+        self._on_start = on_start
         self._bucket = bucket
         self._key = key
         self._content_type = content_type
@@ -250,12 +271,14 @@ class MultipartWriter:
             )
 
     async def _start(self) -> None:
-        """Create the multipart upload and keep its id."""
+        """Create the multipart upload, keep its id and hand it to `on_start`."""
         with _mapped_errors(self._bucket, self._key):
             response = await self._client.create_multipart_upload(
                 Bucket=self._bucket, Key=self._key, ContentType=self._content_type
             )
         self._upload_id = str(response["UploadId"])
+        if self._on_start is not None:
+            await self._on_start(self._upload_id)
 
     async def _upload_part(self, size: int) -> None:
         """Upload the first `size` buffered bytes as the next part."""
@@ -406,17 +429,41 @@ class ObjectStore:
         key: str,
         content_type: str = "text/csv",
         part_size: int = DEFAULT_PART_SIZE,
+        on_start: UploadStarted | None = None,
     ) -> AsyncIterator[MultipartWriter]:
-        """A writer whose bytes become the object on a clean exit; any failure aborts it."""
+        """A writer whose bytes become the object on a clean exit; any failure aborts it.
+
+        `on_start` is awaited with the upload's id once it is created, before its first part
+        is sent, so that a process killed outright leaves the id recorded for someone to abort.
+        """
         if part_size < MIN_PART_SIZE:
             raise ValueError(f"part_size must be at least {MIN_PART_SIZE} bytes")
-        writer = MultipartWriter(self.client, bucket, key, content_type, part_size)
+        writer = MultipartWriter(self.client, bucket, key, content_type, part_size, on_start)
         try:
             yield writer
             await writer.complete()
         except BaseException:
             await _run_shielded(writer.abort())
             raise
+
+    async def abort_upload(self, bucket: str, key: str, upload_id: str) -> bool:
+        """Abort a multipart upload left by someone else; False when it is already gone."""
+        try:
+            with _mapped_errors(bucket, key):
+                await self.client.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+        except ObjectStoreError as exc:
+            if _error_code(exc.__cause__) == "NoSuchUpload":
+                return False
+            raise
+        return True
+
+    async def pending_uploads(self, bucket: str, prefix: str) -> AsyncIterator[PendingUpload]:
+        """The multipart uploads under `prefix` neither completed nor aborted, page by page."""
+        pages = self.client.get_paginator("list_multipart_uploads")
+        with _mapped_errors(bucket):
+            async for page in pages.paginate(Bucket=bucket, Prefix=prefix):
+                for upload in page.get("Uploads", []):
+                    yield PendingUpload(upload["Key"], upload["UploadId"], upload["Initiated"])
 
     async def put_bytes(
         self, bucket: str, key: str, data: bytes, content_type: str = "text/csv"
@@ -457,3 +504,10 @@ class ObjectStore:
 def _is_invalid_range(exc: boto_errors.ClientError) -> bool:
     """True for the 416 answer to a range that starts at or past the object's end."""
     return str(exc.response.get("Error", {}).get("Code", "")) == "InvalidRange"
+
+
+def _error_code(exc: BaseException | None) -> str:
+    """The S3 error code of a botocore error response; empty for anything else."""
+    if not isinstance(exc, boto_errors.ClientError):
+        return ""
+    return str(exc.response.get("Error", {}).get("Code", ""))

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from connectra.failures import RescuedError, failure_response
+from connectra.failures import RescuedError, failure_response, with_error_line
 from connectra.jobs import Job, JobStatus, check_transition
 from connectra.retry import RetryPolicy
 
@@ -45,5 +45,5 @@ def decide_rescue(job: Job, policy: RetryPolicy) -> Rescue:
 
 def _note(job: Job, error: RescuedError) -> dict[str, Any]:
     """A runtime error line saying the job was rescued before it started."""
-    lines = list(job.job_response.get("runtime_errors", []))
-    return {"runtime_errors": [*lines, f"{error.code}: {error.message}; it had not started"]}
+    line = f"{error.code}: {error.message}; it had not started"
+    return {"runtime_errors": with_error_line(job.job_response, line)}

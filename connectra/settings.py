@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Self
@@ -18,8 +20,12 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from connectra.bucket_policy import BucketPolicy
 from connectra.jobs import QUEUE_NAME
 from connectra.retry import RetryBackoff, RetryPolicy
+
+# Lenient on purpose (older buckets may have capitals or '_'): it stops URLs and paths.
+BUCKET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,254}$")
 
 
 class TimeLimits(BaseModel):
@@ -97,6 +103,8 @@ class Settings(BaseSettings):
     job_ttl_days: float = Field(default=7, gt=0, alias="JOB_TTL_DAYS")
     result_ttl_days: float = Field(default=7, gt=0, alias="RESULT_TTL_DAYS")
     cleanup_interval_seconds: float = Field(default=600, gt=0, alias="CLEANUP_INTERVAL_SECONDS")
+    # Multipart uploads under the export prefix left unfinished this long are aborted.
+    multipart_upload_ttl_hours: float = Field(default=24, gt=0, alias="MULTIPART_UPLOAD_TTL_HOURS")
     idempotency_key_ttl_hours: float = Field(default=24, gt=0, alias="IDEMPOTENCY_KEY_TTL_HOURS")
 
     job_time_limits: dict[str, TimeLimits] = Field(default_factory=dict, alias="JOB_TIME_LIMITS")
@@ -108,6 +116,13 @@ class Settings(BaseSettings):
     s3_upload_file_path_prefix: str = Field(
         default="uploads",
         validation_alias=AliasChoices("S3_UPLOAD_FILE_PATH_PRIFIX", "S3_UPLOAD_FILE_PATH_PREFIX"),
+    )
+    # Besides S3_BUCKET, the only buckets jobs may name; and, when set, the only key prefixes.
+    s3_allowed_buckets: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), alias="S3_ALLOWED_BUCKETS"
+    )
+    s3_allowed_prefixes: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(), alias="S3_ALLOWED_PREFIXES"
     )
 
     s3_endpoint_url: str | None = Field(default=None, alias="S3_ENDPOINT_URL")
@@ -137,7 +152,22 @@ class Settings(BaseSettings):
     api_host: str = Field(default="127.0.0.1", alias="API_HOST")
     api_port: int = Field(default=8080, ge=0, le=65535, alias="API_PORT")
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(default=(), alias="API_KEYS")
+    # How long the API trusts what it read of a managed key (a revoked key works this long).
+    api_key_cache_seconds: float = Field(default=5, ge=0, le=60, alias="API_KEY_CACHE_SECONDS")
     api_max_body_bytes: int = Field(default=1_048_576, ge=1024, alias="API_MAX_BODY_BYTES")
+    # Slow and abusive clients: a request's line and headers, then its body, must arrive within
+    # these; an idle keep-alive connection is closed after its timeout; past the cap, the
+    # oldest idle or half-sent connection is closed (the same on the metrics listener).
+    api_header_timeout_seconds: float = Field(
+        default=10, gt=0, le=3600, alias="API_HEADER_TIMEOUT_SECONDS"
+    )
+    api_body_timeout_seconds: float = Field(
+        default=30, gt=0, le=3600, alias="API_BODY_TIMEOUT_SECONDS"
+    )
+    api_keepalive_timeout_seconds: float = Field(
+        default=30, gt=0, le=3600, alias="API_KEEPALIVE_TIMEOUT_SECONDS"
+    )
+    api_max_connections: int = Field(default=2048, ge=1, le=1_000_000, alias="API_MAX_CONNECTIONS")
 
     # Metrics and health: `/metrics` on the API, and on runner processes a listener of their
     # own (0: none). METRICS_ENABLED=false records nothing and serves no `/metrics`.
@@ -153,6 +183,25 @@ class Settings(BaseSettings):
         """Accept a comma-separated list of keys."""
         if isinstance(value, str):
             return tuple(key.strip() for key in value.split(",") if key.strip())
+        return value
+
+    @field_validator("s3_allowed_buckets", "s3_allowed_prefixes", mode="before")
+    @classmethod
+    def _split_names(cls, value: object) -> object:
+        """Accept a comma-separated list of bucket names or key prefixes; None is none."""
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            return tuple(name.strip() for name in value.split(",") if name.strip())
+        return value
+
+    @field_validator("s3_allowed_buckets")
+    @classmethod
+    def _bucket_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """Plain bucket names, not URLs or paths."""
+        for name in value:
+            if not BUCKET_NAME.fullmatch(name):
+                raise ValueError(f"{name[:70]!r} is not a bucket name")
         return value
 
     @field_validator("queues", mode="before")
@@ -190,6 +239,17 @@ class Settings(BaseSettings):
             raise ValueError(
                 "LEASE_SECONDS must be at least 3 x HEARTBEAT_INTERVAL_SECONDS "
                 f"({3 * self.heartbeat_interval_seconds:g})"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _uploads_within_allowed_prefixes(self) -> Self:
+        """Upload URLs and export files go under S3_UPLOAD_FILE_PATH_PRIFIX: it must be allowed."""
+        folder = self.s3_upload_file_path_prefix.strip("/") + "/"
+        if self.s3_allowed_prefixes and not folder.startswith(self.s3_allowed_prefixes):
+            raise ValueError(
+                f"S3_UPLOAD_FILE_PATH_PRIFIX ({folder!r}) must lie under one of "
+                "S3_ALLOWED_PREFIXES: upload URLs and export files are written there"
             )
         return self
 
@@ -256,6 +316,23 @@ class Settings(BaseSettings):
     def time_limits_for(self, job_type: str, default: TimeLimits) -> TimeLimits:
         """`JOB_TIME_LIMITS` for this job type, else the job type's own limits."""
         return self.job_time_limits.get(job_type, default)
+
+    def bucket_policy(self) -> BucketPolicy:
+        """The buckets and key prefixes jobs may touch."""
+        return BucketPolicy.of(self.s3_bucket, self.s3_allowed_buckets, self.s3_allowed_prefixes)
+
+    @property
+    def api_on_loopback(self) -> bool:
+        """Whether the API listens on this machine only (127.0.0.0/8, ::1 or localhost)."""
+        host = self.api_host.strip().strip("[]").lower()
+        if host == "localhost":
+            return True
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        mapped = getattr(address, "ipv4_mapped", None)
+        return address.is_loopback or bool(mapped and mapped.is_loopback)
 
     def api_key_values(self) -> tuple[bytes, ...]:
         """The accepted API keys as bytes, ready for constant-time comparison."""

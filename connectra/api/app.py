@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from connectra.api.access import KEYRING, keyring
 from connectra.api.control import cancel_job, patch_job, retry_job
 from connectra.api.dashboard import add_dashboard
 from connectra.api.docs import add_api_docs
@@ -17,6 +18,7 @@ from connectra.api.schedules import (
     remove_schedule,
     resume_schedule,
 )
+from connectra.api.server_limits import body_deadline
 from connectra.api.state import (
     OBJECTS,
     ON_JOB_CREATED,
@@ -54,7 +56,13 @@ def create_app(
     app = web.Application(
         # Errors outermost, so a refused key is rendered in the same shape.
         # The request id outermost, so that every answer and log line carries it.
-        middlewares=[request_id_middleware, error_middleware, auth_middleware],
+        # The body's deadline innermost: what it raises is rendered like any error.
+        middlewares=[
+            request_id_middleware,
+            error_middleware,
+            auth_middleware,
+            body_deadline(settings.api_body_timeout_seconds),
+        ],
         client_max_size=settings.api_max_body_bytes,
     )
     if settings.metrics_enabled:
@@ -64,6 +72,7 @@ def create_app(
     app[SETTINGS] = settings
     app[ON_JOB_CREATED] = on_job_created
     app[OBJECTS] = objects
+    app[KEYRING] = keyring(settings, store)
     app.add_routes(
         [
             web.get("/healthz", healthz),

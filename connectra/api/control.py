@@ -5,7 +5,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from connectra import metrics
-from connectra.api.payloads import parse_uuid, read_json_object
+from connectra.api.access import visible_uuid
+from connectra.api.payloads import read_json_object
 from connectra.api.state import ON_JOB_CREATED, STORE
 from connectra.errors import InvalidStatusFilterError
 from connectra.jobs import JobStatus, job_to_json
@@ -17,7 +18,7 @@ async def cancel_job(request: web.Request) -> web.Response:
     200 when the job is aborted now; 202 when it is running and its runner will stop it
     (within one heartbeat interval, at once with LISTEN/NOTIFY).
     """
-    job = await request.app[STORE].cancel(parse_uuid(request.match_info["uuid"]))
+    job = await request.app[STORE].cancel(await visible_uuid(request))
     status = 200 if job.status is JobStatus.ABORTED else 202
     if job.status is JobStatus.ABORTED:
         metrics.JOBS_ABORTED.labels(job.job_type).inc()
@@ -34,7 +35,7 @@ async def patch_job(request: web.Request) -> web.Response:
 
 async def retry_job(request: web.Request) -> web.Response:
     """`POST /common/jobs/{uuid}/retry`: reopen a failed job with a fresh attempt budget."""
-    job = await request.app[STORE].reopen(parse_uuid(request.match_info["uuid"]))
+    job = await request.app[STORE].reopen(await visible_uuid(request))
     callback = request.app[ON_JOB_CREATED]
     if callback is not None:
         callback(job)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -17,13 +18,15 @@ from uuid import UUID
 import jinja2
 from aiohttp import web
 
+from connectra.api.access import KEYRING, Principal
 from connectra.api.dashboard_session import (
     SESSION_COOKIE,
     clear_session_cookie,
     new_session,
+    read_session,
     same_origin,
-    session_valid,
     set_session_cookie,
+    signed_by,
 )
 from connectra.api.dashboard_views import (
     UI,
@@ -37,8 +40,8 @@ from connectra.api.dashboard_views import (
     template_globals,
     type_options,
 )
-from connectra.api.middleware import key_accepted
-from connectra.api.state import REGISTRY, SETTINGS, STORE
+from connectra.api.state import REGISTRY, STORE
+from connectra.api_keys import Scope
 from connectra.db.monitor_store import MonitorStore
 from connectra.errors import JobNotFoundError
 from connectra.jobs import FINISHED_STATUSES, Job
@@ -106,10 +109,16 @@ def render(template: str, status: int = 200, **context: Any) -> web.Response:
     return web.Response(text=html, status=status, content_type="text/html")
 
 
-def signed_in(request: web.Request) -> bool:
-    """Whether the request carries a valid dashboard session."""
-    keys = request.app[SETTINGS].api_key_values()
-    return session_valid(request.cookies.get(SESSION_COOKIE), keys, time.time())
+async def signed_in(request: web.Request) -> Principal | None:
+    """The key whose valid dashboard session the request carries, if any."""
+    token = read_session(request.cookies.get(SESSION_COOKIE), time.time())
+    if token is None:
+        return None
+    found = None
+    for candidate in await request.app[KEYRING].candidates(token.key_id):
+        if signed_by(token, candidate.session_key):  # every candidate: constant time
+            found = candidate
+    return found
 
 
 def _to_sign_in(request: web.Request) -> web.HTTPSeeOther:
@@ -143,13 +152,15 @@ async def sign_in(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     next_path = _return_path(form.get("next"))
     key = form.get("api_key")
-    if not isinstance(key, str) or not key_accepted(key, request.app[SETTINGS].api_key_values()):
+    principal = await request.app[KEYRING].authenticate(key if isinstance(key, str) else None)
+    if principal is None:
         logger.warning("dashboard sign-in refused", extra={"action": "ui_sign_in_refused"})
         error = "This key is not accepted."
         return render("signin.html", 401, signed_in=False, error=error, next=next_path)
-    logger.info("dashboard sign-in", extra={"action": "ui_sign_in"})
+    logger.info("dashboard sign-in", extra={"action": "ui_sign_in", "api_key": principal.name})
     response = web.Response(status=303, headers={"Location": next_path})
-    set_session_cookie(response, request, new_session(key, time.time()))
+    token = new_session(principal.key_id, principal.session_key, time.time())
+    set_session_cookie(response, request, token)
     return response
 
 
@@ -162,24 +173,27 @@ async def sign_out(request: web.Request) -> web.StreamResponse:
 
 async def jobs_page(request: web.Request) -> web.Response:
     """`GET /ui`: counts by status and queue, and a page of jobs."""
-    if not signed_in(request):
+    principal = await signed_in(request)
+    if principal is None:
         raise _to_sign_in(request)
-    return render("jobs.html", **await _jobs_context(request))
+    return render("jobs.html", **await _jobs_context(request, principal))
 
 
 async def jobs_live(request: web.Request) -> web.Response:
     """`GET /ui/live`: the list page's counts and table, for the script to swap in."""
-    if not signed_in(request):
+    principal = await signed_in(request)
+    if principal is None:
         return web.Response(status=401)
-    return render("jobs_live.html", **await _jobs_context(request))
+    return render("jobs_live.html", **await _jobs_context(request, principal))
 
 
-async def _jobs_context(request: web.Request) -> dict[str, Any]:
-    """What the list page shows for the request's filters."""
+async def _jobs_context(request: web.Request, principal: Principal) -> dict[str, Any]:
+    """What the list page shows for the request's filters (a key without the admin scope:
+    of its own jobs)."""
     filters = parse_filters(request.query)
-    jobs = await _jobs(request, filters)
+    jobs = await _jobs(request, filters, principal.owner)
     next_after = jobs[-1].id if len(jobs) == PAGE_SIZE and filters.uuid is None else None
-    counts = await _counts(request)
+    counts = await _counts(request, principal.owner)
     return {
         "signed_in": True,
         "filters": filters,
@@ -192,28 +206,32 @@ async def _jobs_context(request: web.Request) -> dict[str, Any]:
         # Later pages stay put; the first one follows new jobs as they come.
         "refresh_seconds": 0 if filters.after else LIST_REFRESH_SECONDS,
         "counts": counts,
+        "owner": principal.owner,
         "statuses": status_options(),
         "job_types": type_options(request.app[REGISTRY].names, filters.job_type),
     }
 
 
-async def _counts(request: web.Request) -> Counts:
+async def _counts(request: web.Request, owner: str | None) -> Counts:
     """Jobs by status and queue: exact for waiting and running states (the counts /metrics
-    reads), up to COUNT_CAP for each finished state, estimated beyond that."""
+    reads), up to COUNT_CAP for each finished state, estimated beyond that. For a key
+    without the admin scope, its newest COUNT_CAP jobs."""
     store = request.app[STORE]
+    if owner is not None:
+        return Counts(await store.count_owned_by_status_and_queue(owner, COUNT_CAP), COUNT_CAP)
     live = await MonitorStore(store.pool).job_counts()
     finished = await store.count_by_status_and_queue(FINISHED_STATUSES, COUNT_CAP)
     return counts_of(live.unfinished, finished, live.finished_estimate, COUNT_CAP)
 
 
-async def _jobs(request: web.Request, filters: Filters) -> list[Job]:
+async def _jobs(request: web.Request, filters: Filters, owner: str | None) -> list[Job]:
     """The page of jobs the filters select (none when a filter was refused)."""
     if filters.problems:
         return []
     store = request.app[STORE]
     if filters.uuid is not None:
         try:
-            job = await store.get(filters.uuid)
+            job = await store.get(filters.uuid, owner=owner)
         except JobNotFoundError:
             return []
         return [job] if filters.matches(job) else []
@@ -223,42 +241,49 @@ async def _jobs(request: web.Request, filters: Filters) -> list[Job]:
         queues=[filters.queue] if filters.queue else None,
         limit=PAGE_SIZE,
         after=filters.after,
+        owner=owner,
     )
 
 
 async def job_page(request: web.Request) -> web.Response:
     """`GET /ui/jobs/{uuid}`: one job, its progress and its actions."""
-    if not signed_in(request):
+    principal = await signed_in(request)
+    if principal is None:
         raise _to_sign_in(request)
-    job = await _job(request)
+    job = await _job(request, principal.owner)
     if job is None:
         return render("missing.html", 404, signed_in=True, uuid=request.match_info["uuid"])
-    return render("job.html", **_job_context(job))
+    return render("job.html", **_job_context(job, principal))
 
 
 async def job_live(request: web.Request) -> web.Response:
     """`GET /ui/jobs/{uuid}/live`: the job page's changing parts, for the script."""
-    if not signed_in(request):
+    principal = await signed_in(request)
+    if principal is None:
         return web.Response(status=401)
-    job = await _job(request)
+    job = await _job(request, principal.owner)
     if job is None:
         return web.Response(status=404)
-    return render("job_live.html", **_job_context(job))
+    return render("job_live.html", **_job_context(job, principal))
 
 
-async def _job(request: web.Request) -> Job | None:
-    """The job named in the path, or None when there is no such job."""
+async def _job(request: web.Request, owner: str | None) -> Job | None:
+    """The job named in the path, or None when there is no such job (or the key, without
+    the admin scope, did not create it)."""
     try:
         uuid = UUID(request.match_info["uuid"])
-        return await request.app[STORE].get(uuid)
+        return await request.app[STORE].get(uuid, owner=owner)
     except (ValueError, JobNotFoundError):
         return None
 
 
-def _job_context(job: Job) -> dict[str, Any]:
-    """What the job page shows."""
+def _job_context(job: Job, principal: Principal) -> dict[str, Any]:
+    """What the job page shows; a read-only key is offered no cancel or retry."""
+    view = job_view(job)
+    if not principal.may(Scope.WRITE):
+        view = replace(view, actions=replace(view.actions, cancel=False, retry=False))
     return {
         "signed_in": True,
-        "view": job_view(job),
+        "view": view,
         "refresh_seconds": JOB_REFRESH_SECONDS,
     }

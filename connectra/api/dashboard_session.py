@@ -1,61 +1,74 @@
 """Dashboard sessions: a browser-session cookie that lets /ui render pages, and never act.
 
-The cookie holds `<issued>.<nonce>.<mac>` with mac = HMAC-SHA256(API key, issued.nonce): the
-key never leaves the sign-in request, every API process with the same `API_KEYS` accepts the
-cookie, and removing a key from `API_KEYS` ends the sessions it opened. Actions (cancel,
-retry, download) are sent by the page's script to /common with the key in `X-API-Key`, which
-it keeps in the tab's sessionStorage; a cookie alone cannot act, so a forged request cannot.
+The cookie holds `<key id>.<issued>.<nonce>.<mac>` with mac = HMAC-SHA256(the SHA-256 of the
+key's secret, key id.issued.nonce). The key id is `env` for a key of `API_KEYS` (the server
+tries each) or a managed key's id (the visible part of its secret): the key never leaves the
+sign-in request, every API process that accepts the key accepts the cookie, and revoking,
+rotating or removing the key ends the sessions it opened (a managed key's within
+API_KEY_CACHE_SECONDS). Actions (cancel, retry, download) are sent by the page's script to
+/common with the key in `X-API-Key`, which it keeps in the tab's sessionStorage; a cookie
+alone cannot act, so a forged request cannot.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from aiohttp import web
+
+from connectra.api.payloads import whole_number
 
 SESSION_COOKIE = "connectra_ui"
 # A browser restoring its tabs may keep a session cookie for days; the server does not.
 SESSION_MAX_SECONDS = 12 * 3600
 CLOCK_SKEW_SECONDS = 60
-_PURPOSE = "connectra-dashboard-session-v1"
+_PURPOSE = "connectra-dashboard-session-v2"
+_KEY_ID = re.compile(r"^(env|[0-9a-f]{12})$")
 
 
-def new_session(key: str, now: float) -> str:
+@dataclass(frozen=True, slots=True)
+class SessionToken:
+    """A well-formed, unexpired session token, not yet checked against its key."""
+
+    key_id: str
+    issued: str
+    nonce: str
+    mac: str
+
+
+def new_session(key_id: str, session_key: bytes, now: float) -> str:
     """A session token for an accepted key, issued at `now` (Unix seconds)."""
     issued = str(int(now))
     nonce = secrets.token_hex(16)
-    return f"{issued}.{nonce}.{_mac(_key_bytes(key), issued, nonce)}"
+    return f"{key_id}.{issued}.{nonce}.{_mac(session_key, key_id, issued, nonce)}"
 
 
-def session_valid(token: str | None, keys: tuple[bytes, ...], now: float) -> bool:
-    """Whether a token was issued for one of `keys` and has not expired."""
+def read_session(token: str | None, now: float) -> SessionToken | None:
+    """The parts of a token that is well formed and has not expired; None otherwise."""
     parts = (token or "").split(".")
-    # ASCII digits, bounded: `str.isdigit` also takes '²', which `int` refuses.
-    if len(parts) != 3 or not (parts[0].isascii() and parts[0].isdigit() and len(parts[0]) <= 12):
-        return False
-    issued, nonce, mac = parts
-    age = now - int(issued)
-    if not -CLOCK_SKEW_SECONDS <= age <= SESSION_MAX_SECONDS:
-        return False
-    given = mac.encode("ascii", "replace")
-    accepted = False
-    for key in keys:  # every key, so the time taken does not say which one matched
-        accepted |= hmac.compare_digest(given, _mac(key, issued, nonce).encode("ascii"))
-    return accepted
+    if len(parts) != 4 or not _KEY_ID.fullmatch(parts[0]):
+        return None
+    issued_at = whole_number(parts[1], 0, 10**12 - 1)
+    if issued_at is None or not -CLOCK_SKEW_SECONDS <= now - issued_at <= SESSION_MAX_SECONDS:
+        return None
+    return SessionToken(*parts)
 
 
-def _mac(key: bytes, issued: str, nonce: str) -> str:
-    """The token's signature under one API key."""
-    message = f"{_PURPOSE}|{issued}|{nonce}".encode()
-    return hmac.new(key, message, hashlib.sha256).hexdigest()
+def signed_by(token: SessionToken, session_key: bytes) -> bool:
+    """Whether the token was signed with this key's session key (constant-time)."""
+    expected = _mac(session_key, token.key_id, token.issued, token.nonce).encode("ascii")
+    return hmac.compare_digest(token.mac.encode("ascii", "replace"), expected)
 
 
-def _key_bytes(key: str) -> bytes:
-    """A key as `Settings.api_key_values` encodes it."""
-    return key.encode("utf-8", "surrogatepass")
+def _mac(session_key: bytes, key_id: str, issued: str, nonce: str) -> str:
+    """The token's signature under one key."""
+    message = f"{_PURPOSE}|{key_id}|{issued}|{nonce}".encode()
+    return hmac.new(session_key, message, hashlib.sha256).hexdigest()
 
 
 def set_session_cookie(response: web.StreamResponse, request: web.Request, token: str) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
 
+from connectra.api.payloads import whole_number
 from connectra.errors import InvalidQueueError
 from connectra.job_table import Progress, byte_size
 from connectra.jobs import (
@@ -124,10 +125,10 @@ def _after(raw: str, problems: list[str]) -> int | None:
     """The keyset cursor: the id the previous page ended at."""
     if not raw:
         return None
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 19) or not 1 <= int(raw) < 2**63:
+    after = whole_number(raw, 1, 2**63 - 1)
+    if after is None:
         problems.append("the page cursor is not a positive integer")
-        return None
-    return int(raw)
+    return after
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,11 +292,12 @@ def _short_label(job: Job, progress: Progress, fraction: float | None) -> str:
 
 
 def is_downloadable(job: Job) -> bool:
-    """Whether the job is a completed export with a file."""
+    """Whether the job is a completed export with a file retention has not deleted."""
     return (
         job.job_type == EXPORT_TYPE
         and job.status is S.COMPLETED
         and bool(job.job_response.get("s3_key"))
+        and "results_deleted_at" not in job.job_response
     )
 
 

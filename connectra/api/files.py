@@ -7,16 +7,16 @@ import uuid
 
 from aiohttp import web
 
-from connectra.api.payloads import parse_uuid
-from connectra.api.state import OBJECTS, SETTINGS, STORE
-from connectra.errors import BucketNotConfiguredError, ConnectraError, RequestError
+from connectra.api.access import visible_job
+from connectra.api.payloads import whole_number
+from connectra.api.state import OBJECTS, SETTINGS
+from connectra.bucket_policy import BucketPolicy
+from connectra.errors import ConnectraError, RequestError
 from connectra.jobs import Job, JobStatus
 from connectra.objectstore import ObjectStore
 from connectra.settings import Settings
 
 SAFE_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-# ASCII digits only: `str.isdigit` also takes "²", which `int` refuses.
-WHOLE_SECONDS = re.compile(r"^[0-9]{1,9}$")
 
 
 class InvalidFilenameError(RequestError):
@@ -45,14 +45,23 @@ class ExportNotReadyError(ConnectraError):
     http_status = 409
 
 
+class FileExpiredError(ConnectraError):
+    """the export's file was deleted by retention (RESULT_TTL_DAYS); run the export again"""
+
+    code = "ERR_FILE_EXPIRED"
+    http_status = 410
+
+
 async def upload_url(request: web.Request) -> web.Response:
     """`GET /common/upload-url?filename=`: a presigned PUT for a new CSV, and its key."""
     settings = request.app[SETTINGS]
     filename = request.query.get("filename", "")
     if not SAFE_FILENAME.fullmatch(filename):
         raise InvalidFilenameError()
-    bucket = _bucket(settings)
+    policy = settings.bucket_policy()
+    bucket = policy.bucket_for(None)
     key = f"{_prefix(settings)}/{uuid.uuid4()}/{filename}"
+    policy.check_key(key)
     expires = _expires_in(request, settings)
     url = await _objects(request).presign_put(bucket, key, expires, content_type="text/csv")
     body = {"upload_url": url, "s3_key": key, "s3_bucket": bucket, "expires_in": expires}
@@ -62,24 +71,35 @@ async def upload_url(request: web.Request) -> web.Response:
 async def download_url(request: web.Request) -> web.Response:
     """`GET /common/jobs/{uuid}/download-url`: a presigned GET for a finished export."""
     settings = request.app[SETTINGS]
-    job = await request.app[STORE].get(parse_uuid(request.match_info["uuid"]))
-    bucket, key = _export_location(job, settings)
+    job = await visible_job(request)
+    bucket, key = _export_location(job, settings.bucket_policy())
     expires = _expires_in(request, settings)
     url = await _objects(request).presign_get(bucket, key, expires)
     body = {"download_url": url, "s3_key": key, "s3_bucket": bucket, "expires_in": expires}
     return web.json_response(body | {"success": True})
 
 
-def _export_location(job: Job, settings: Settings) -> tuple[str, str]:
-    """The bucket and key of a completed export's file."""
+def _export_location(job: Job, policy: BucketPolicy) -> tuple[str, str]:
+    """The bucket and key of a completed export's file that still exists, if jobs may use them.
+
+    Retention marks the job (`results_deleted_at`) when it deletes the file, so a deleted file
+    is known without asking the object store.
+    """
     key = job.job_response.get("s3_key")
     if job.job_type != "export_csv_file" or job.status is not JobStatus.COMPLETED or not key:
         raise ExportNotReadyError(
             f"job {job.uuid} is a {job.job_type} job in state {job.status}; "
             "only a completed export_csv_file job has a file to download"
         )
-    bucket = job.job_response.get("s3_bucket") or job.data.get("s3_bucket") or _bucket(settings)
-    return str(bucket), str(key)
+    deleted_at = job.job_response.get("results_deleted_at")
+    if deleted_at is not None:
+        raise FileExpiredError(
+            f"the file of export {job.uuid} was deleted by retention at {deleted_at}; "
+            "run the export again"
+        )
+    bucket = policy.bucket_for(job.job_response.get("s3_bucket") or job.data.get("s3_bucket"))
+    policy.check_key(str(key))
+    return bucket, str(key)
 
 
 def _expires_in(request: web.Request, settings: Settings) -> int:
@@ -88,16 +108,10 @@ def _expires_in(request: web.Request, settings: Settings) -> int:
     raw = request.query.get("expires_in")
     if raw is None:
         return maximum
-    if not WHOLE_SECONDS.fullmatch(raw) or not 1 <= int(raw) <= maximum:
+    seconds = whole_number(raw, 1, maximum)
+    if seconds is None:
         raise InvalidExpiryError(f"'expires_in' must be a whole number from 1 to {maximum}")
-    return int(raw)
-
-
-def _bucket(settings: Settings) -> str:
-    """The configured default bucket."""
-    if not settings.s3_bucket:
-        raise BucketNotConfiguredError()
-    return settings.s3_bucket
+    return seconds
 
 
 def _prefix(settings: Settings) -> str:

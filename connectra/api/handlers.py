@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import timedelta
 
 from aiohttp import web
 
+from connectra.api.access import principal_of, visible_job
 from connectra.api.payloads import (
     IDEMPOTENCY_HEADER,
     fingerprint,
     idempotency_key,
     parse_create,
     parse_list,
-    parse_uuid,
     read_json_object,
 )
 from connectra.api.state import ON_JOB_CREATED, REGISTRY, SETTINGS, STORE
@@ -30,18 +31,29 @@ async def create_job(request: web.Request) -> web.Response:
     """
     key = idempotency_key(request.headers.get(IDEMPOTENCY_HEADER))
     wanted = parse_create(await read_json_object(request))
-    new = request.app[REGISTRY].new_job(wanted.job_type, wanted.job_data, **wanted.options())
+    settings = request.app[SETTINGS]
+    new = request.app[REGISTRY].new_job(
+        wanted.job_type, wanted.job_data, settings=settings, **wanted.options()
+    )
+    principal = principal_of(request)
+    new = replace(new, created_by=principal.name)
     store = request.app[STORE]
     created = True
     if key is None:
         job = await store.create(new)
     else:
-        ttl = timedelta(hours=request.app[SETTINGS].idempotency_key_ttl_hours)
-        job, created = await store.create_once(key, fingerprint(new), ttl, new)
+        ttl = timedelta(hours=settings.idempotency_key_ttl_hours)
+        owned_key = key if principal.owner is None else f"{principal.owner}:{key}"
+        job, created = await store.create_once(owned_key, fingerprint(new), ttl, new)
     if created:
         logger.info(
             "job created",
-            extra={"action": "job_created", "job_uuid": str(job.uuid), "job_type": job.job_type},
+            extra={
+                "action": "job_created",
+                "job_uuid": str(job.uuid),
+                "job_type": job.job_type,
+                "api_key": principal.name,
+            },
         )
         _announce(request.app, job)
     body = {
@@ -77,6 +89,7 @@ async def list_jobs(request: web.Request) -> web.Response:
         queues=wanted.queues,
         limit=wanted.limit,
         after=wanted.after,
+        owner=principal_of(request).owner,
     )
     next_after = jobs[-1].id if len(jobs) == wanted.limit else None
     body = {"data": [job_to_json(job) for job in jobs], "next_after": next_after, "success": True}
@@ -84,8 +97,8 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 async def get_job(request: web.Request) -> web.Response:
-    """`GET /common/jobs/{uuid}`: one job."""
-    job = await request.app[STORE].get(parse_uuid(request.match_info["uuid"]))
+    """`GET /common/jobs/{uuid}`: one job (another key's job is not found, but by admins)."""
+    job = await visible_job(request)
     return web.json_response({"data": job_to_json(job), "success": True})
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 import re
 import uuid
@@ -11,8 +9,8 @@ import uuid
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from connectra.api.access import KEYRING, PRINCIPAL, check_scope
 from connectra.api.payloads import body_too_large
-from connectra.api.state import SETTINGS
 from connectra.db.pool import DATABASE_DOWN
 from connectra.errors import (
     ConnectraError,
@@ -106,26 +104,18 @@ def _error_for(request: web.Request, exc: web.HTTPException) -> ConnectraError:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Require a valid `X-API-Key` on everything under /common, before the body is read."""
+    """Require a valid `X-API-Key` on everything under /common, before the body is read,
+    and a scope that covers the route (see `access.py`)."""
     if _is_protected(request.path):
-        keys = request.app[SETTINGS].api_key_values()
-        if not key_accepted(request.headers.get(API_KEY_HEADER), keys):
+        given = request.headers.get(API_KEY_HEADER)
+        principal = await request.app[KEYRING].authenticate(given)
+        if principal is None:
             raise UnauthorizedError()
+        check_scope(request, principal)
+        request[PRINCIPAL] = principal
     return await handler(request)
 
 
 def _is_protected(path: str) -> bool:
     """Whether a path needs an API key (unknown /common paths too, so 401 comes before 404)."""
     return path == PROTECTED_PREFIX or path.startswith(PROTECTED_PREFIX + "/")
-
-
-def key_accepted(given: str | None, keys: tuple[bytes, ...]) -> bool:
-    """Compare against every key in constant time; with no keys configured, nothing passes."""
-    if given is None or not keys:
-        return False
-    # Comparing digests keeps the keys' lengths out of the timing as well.
-    digest = hashlib.sha256(given.encode("utf-8", "surrogatepass")).digest()
-    accepted = False
-    for key in keys:
-        accepted |= hmac.compare_digest(digest, hashlib.sha256(key).digest())
-    return accepted

@@ -19,14 +19,19 @@ from pydantic import BaseModel
 from pydantic.errors import PydanticUserError
 from pydantic.json_schema import models_json_schema
 
+from connectra.api.access import required_scope
 from connectra.api.files import (
     SAFE_FILENAME,
     ExportNotReadyError,
+    FileExpiredError,
     InvalidExpiryError,
     InvalidFilenameError,
     ObjectStoreNotConfiguredError,
 )
 from connectra.api.payloads import DEFAULT_LIMIT, IDEMPOTENCY_KEY, MAX_LIMIT, PG_INTEGER_MAX
+from connectra.api.server_limits import MAX_LINE_BYTES
+from connectra.api_keys import Scope
+from connectra.bucket_policy import BucketNotAllowedError, KeyNotAllowedError
 from connectra.catalog import UnknownFieldError, UnknownServiceError
 from connectra.errors import (
     BodyTooLargeError,
@@ -53,7 +58,10 @@ from connectra.errors import (
     JobNotRetryableError,
     MissingJobDataError,
     MissingJobTypeError,
+    RequestTimeoutError,
+    ScopeRequiredError,
     UnauthorizedError,
+    UnknownBodyFieldError,
     UnknownJobTypeError,
 )
 from connectra.jobs import MAX_DELAY_SECONDS, MAX_PRIORITY, MIN_PRIORITY, QUEUE_NAME, JobStatus
@@ -80,6 +88,8 @@ JOB_DATA_ERRORS: Errors = (
     InvalidVqlError,
     UnknownFieldError,
     UnknownServiceError,
+    BucketNotAllowedError,
+    KeyNotAllowedError,
 )
 CREATE_ERRORS: Errors = (
     InvalidIdempotencyKeyError,
@@ -102,6 +112,7 @@ LIST_ERRORS: Errors = (
     InvalidQueueError,
     InvalidLimitError,
     InvalidCursorError,
+    UnknownBodyFieldError,
 )
 SCHEDULE_ERRORS: Errors = (
     InvalidScheduleError,
@@ -290,7 +301,15 @@ def _job_operations(settings: Settings) -> list[Operation]:
             "A presigned GET for a completed export's CSV",
             "files",
             {200: ("Where to download the file.", ref("DownloadUrl"))},
-            (*uuid_errors, InvalidExpiryError, ExportNotReadyError, *OBJECT_STORE_ERRORS),
+            (
+                *uuid_errors,
+                InvalidExpiryError,
+                ExportNotReadyError,
+                FileExpiredError,
+                BucketNotAllowedError,
+                KeyNotAllowedError,
+                *OBJECT_STORE_ERRORS,
+            ),
             parameters=(_path_uuid(), _expires_in(settings)),
         ),
         Operation(
@@ -305,7 +324,7 @@ def _job_operations(settings: Settings) -> list[Operation]:
                     ref("UploadUrl"),
                 )
             },
-            (InvalidFilenameError, InvalidExpiryError, *OBJECT_STORE_ERRORS),
+            (InvalidFilenameError, InvalidExpiryError, KeyNotAllowedError, *OBJECT_STORE_ERRORS),
             parameters=(_filename(), _expires_in(settings)),
             database=False,
         ),
@@ -426,9 +445,9 @@ def _errors_of(operation: Operation) -> dict[int, list[type[ConnectraError]]]:
     """The errors an operation may answer, by HTTP status: its own, then the shared ones."""
     shared: list[type[ConnectraError]] = []
     if operation.body is not None:
-        shared += [InvalidJsonError, BodyTooLargeError]
+        shared += [InvalidJsonError, BodyTooLargeError, RequestTimeoutError]
     if operation.protected:
-        shared.append(UnauthorizedError)
+        shared += [UnauthorizedError, ScopeRequiredError]
     if operation.database:
         shared.append(DatabaseUnavailableError)
     shared.append(ConnectraError)  # ERR_INTERNAL: a bug
@@ -455,6 +474,15 @@ def _default_message(error: type[ConnectraError]) -> str:
     return (error.__doc__ or error.code).strip()
 
 
+_SCOPE_NOTES = {
+    Scope.READ: "Needs an API key with the `read` scope or above; a key without `admin` "
+    "sees only the jobs it created (any other is not found).",
+    Scope.WRITE: "Needs an API key with the `write` scope or above; a key without `admin` "
+    "acts only on the jobs it created (any other is not found).",
+    Scope.ADMIN: "Needs an API key with the `admin` scope.",
+}
+
+
 def _operation_object(operation: Operation) -> dict[str, Any]:
     """The OpenAPI operation object of one route."""
     responses: dict[str, Any] = {}
@@ -473,8 +501,13 @@ def _operation_object(operation: Operation) -> dict[str, Any]:
         "responses": responses,
         "security": [{"ApiKey": []}] if operation.protected else [],
     }
-    if operation.description:
-        body["description"] = operation.description
+    description = operation.description
+    if operation.protected:
+        scope = required_scope(operation.method, operation.path)
+        body["x-required-scope"] = str(scope)
+        description = " ".join(filter(None, [_SCOPE_NOTES[scope], description]))
+    if description:
+        body["description"] = description
     if operation.body is not None:
         media: dict[str, Any] = {"schema": ref(operation.body)}
         if operation.example is not None:
@@ -509,7 +542,12 @@ def build_document(registry: JobTypeRegistry, settings: Settings) -> dict[str, A
         "info": {
             "title": "Connectra Jobs",
             "version": _package_version(),
-            "description": _API_DESCRIPTION.format(max_body=settings.api_max_body_bytes),
+            "description": _API_DESCRIPTION.format(
+                max_body=settings.api_max_body_bytes,
+                body_timeout=settings.api_body_timeout_seconds,
+                header_timeout=settings.api_header_timeout_seconds,
+                max_line=MAX_LINE_BYTES,
+            ),
         },
         "servers": [{"url": "/"}],
         "tags": [
@@ -529,13 +567,22 @@ def build_document(registry: JobTypeRegistry, settings: Settings) -> dict[str, A
 
 
 _API_DESCRIPTION = """\
-The HTTP API of Connectra Jobs. Every `/common/*` request needs an `X-API-Key` header.
+The HTTP API of Connectra Jobs. Every `/common/*` request needs an `X-API-Key` header whose
+scope covers the operation (`x-required-scope`: `read`, `write` or `admin`, each including the
+ones before it; otherwise 403 `ERR_SCOPE_REQUIRED`). A key without `admin` sees and acts on
+only the jobs it created.
 
 Request bodies are JSON objects (an empty body is `{{}}`); an optional field that is null
-counts as absent, and unknown fields are ignored. Integers must be JSON integers (`true`,
+counts as absent, and unknown fields are ignored, except by the listing (`POST /common/jobs`),
+which refuses them as `ERR_UNKNOWN_BODY_FIELD`. Integers must be JSON integers (`true`,
 `3.0` and `"3"` are refused). JSON PostgreSQL cannot store is refused as `ERR_INVALID_JSON`:
 strings holding NUL or an unpaired surrogate, numbers out of range, nesting too deep. A body
-over {max_body} bytes is `ERR_BODY_TOO_LARGE` (413).
+over {max_body} bytes is `ERR_BODY_TOO_LARGE` (413), a body still arriving
+{body_timeout:g} seconds after the headers `ERR_REQUEST_TIMEOUT` (408). The server itself
+answers a request line or header field over {max_line} bytes with 431 `ERR_HEADER_TOO_LARGE`,
+a request that is not HTTP/1.1 with 400 `ERR_MALFORMED_REQUEST`, and a request line and
+headers not all there {header_timeout:g} seconds after they began with 408
+`ERR_REQUEST_TIMEOUT`, in the same error shape.
 
 Every error has the same body, `{{"error": "ERR_CODE: message", "success": false}}`; each
 answer lists the codes it may carry. Any path answers 405 `ERR_METHOD_NOT_ALLOWED` (with an
@@ -666,6 +713,11 @@ def _job_schema() -> dict[str, Any]:
             "cancel_requested_at": _time(),
             "rescue_count": count,
             "schedule_name": {"type": ["string", "null"]},
+            "created_by": {
+                "type": ["string", "null"],
+                "description": "The name of the API key that created the job (`env-1`, ... for "
+                "the keys of API_KEYS); null when the CLI, Python code or a schedule did.",
+            },
         },
         optional=("request_id",),
     )
@@ -762,6 +814,7 @@ def _list_request() -> dict[str, Any]:
                 }
             ),
         },
+        "additionalProperties": False,  # ERR_UNKNOWN_BODY_FIELD: `offset` would be ignored
     }
 
 

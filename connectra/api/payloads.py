@@ -6,8 +6,11 @@ Rules shared by every endpoint:
 - JSON PostgreSQL cannot store is refused up front as ERR_INVALID_JSON rather than failing
   in the database: `NaN`/`Infinity` and numbers out of float range, strings holding NUL or an
   unpaired surrogate, and nesting deeper than `MAX_JSON_DEPTH`.
-- An optional field that is `null` counts as absent; unknown fields are ignored.
-- Integers must be JSON integers: `true`, `3.0` and `"3"` are refused.
+- An optional field that is `null` counts as absent; unknown fields are ignored, except by
+  the listing, which refuses them (ERR_UNKNOWN_BODY_FIELD): an ignored `offset` misled.
+- Integers must be JSON integers: `true`, `3.0` and `"3"` are refused (the JSON parser reads
+  ASCII digits only, and refuses an integer of more than 4,300 digits).
+- Integers in a query string (or a cookie) are read by `whole_number` alone.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from connectra.errors import (
     InvalidUuidError,
     MissingJobDataError,
     MissingJobTypeError,
+    UnknownBodyFieldError,
 )
 from connectra.jobs import JobStatus, NewJob, check_delay, check_priority, check_queue, parse_run_at
 from connectra.storable_json import MAX_JSON_DEPTH, UnstorableJsonError, check_storable
@@ -46,6 +50,8 @@ from connectra.storable_json import MAX_JSON_DEPTH, UnstorableJsonError, check_s
 PG_INTEGER_MAX = 2**31 - 1
 DEFAULT_LIMIT = 25
 MAX_LIMIT = 100
+# ASCII digits only: `str.isdigit` also takes '²' (which `int` refuses) and '٣' (which it reads).
+WHOLE_NUMBER = re.compile(r"[0-9]{1,19}")
 
 _KNOWN_STATES = ", ".join(str(status) for status in JobStatus)
 
@@ -85,6 +91,20 @@ class ListJobsRequest:
     queues: tuple[str, ...]
     limit: int
     after: int | None
+
+
+LIST_FIELDS = ("job_type", "status", "queue", "limit", "after")
+# Fields other APIs page with; the listing pages by `after` alone.
+_PAGING_FIELDS = frozenset({"offset", "page", "skip", "cursor", "page_size", "per_page"})
+
+
+def whole_number(text: str, lowest: int, highest: int) -> int | None:
+    """An integer written as 1 to 19 ASCII digits (no sign, space or newline) from `lowest`
+    to `highest`; None for anything else."""
+    if not WHOLE_NUMBER.fullmatch(text):
+        return None
+    value = int(text)
+    return value if lowest <= value <= highest else None
 
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -243,14 +263,27 @@ def parse_list(body: dict[str, Any]) -> ListJobsRequest:
     string is ERR_INVALID_JOB_TYPE). `status` is a state or a list of states (null or [] means
     every state), `queue` a queue name or a list of them. `limit` is an integer from 1 to 100,
     25 when absent or null. `after` is the previous page's `next_after`: the page goes on from
-    there.
+    there. Any other field is ERR_UNKNOWN_BODY_FIELD (paging is by `after` alone).
     """
+    _refuse_unknown_fields(body, LIST_FIELDS)
     return ListJobsRequest(
         job_type=_optional_job_type(body.get("job_type")),
         statuses=_statuses(body.get("status")),
         queues=_queues(body.get("queue")),
         limit=_limit(body.get("limit")),
         after=_cursor(body.get("after")),
+    )
+
+
+def _refuse_unknown_fields(body: dict[str, Any], known: tuple[str, ...]) -> None:
+    """Name the first field of `body` not in `known`."""
+    name = next((field for field in body if field not in known), None)
+    if name is None:
+        return
+    hint = "; pages go on with 'after' (the previous page's 'next_after')"
+    raise UnknownBodyFieldError(
+        f"unknown field {name[:40]!r}; this body takes {', '.join(known)}"
+        + (hint if name.lower() in _PAGING_FIELDS else "")
     )
 
 

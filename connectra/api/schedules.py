@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from connectra.api.payloads import read_json_object
-from connectra.api.state import REGISTRY, STORE
+from connectra.api.state import REGISTRY, SETTINGS, STORE
 from connectra.db.schedule_store import ScheduleStore, StoredSchedule, schedule_to_json
 from connectra.errors import InvalidJobDataError, InvalidJobTypeError, MissingJobTypeError
 from connectra.runners.scheduler import tick_job
@@ -35,7 +35,7 @@ async def add_schedule(request: web.Request) -> web.Response:
     """`POST /common/schedules`: add a schedule, checked against the job types this API
     knows (its cron expression, time zone, job type, data, queue and priority)."""
     schedule = parse_schedule(await read_json_object(request))
-    tick_job(request.app[REGISTRY], schedule)
+    tick_job(request.app[REGISTRY], schedule, request.app[SETTINGS])
     stored = await _store(request).add(schedule)
     logger.info(
         "schedule added",

@@ -8,6 +8,9 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from connectra.api.server_limits import LISTEN_BACKLOG, GuardedAppRunner, ServerLimits
+from connectra.api.state import SETTINGS
+
 log = logging.getLogger(__name__)
 
 # Open HTTP connections get this long to finish once the daemon stops.
@@ -21,13 +24,18 @@ async def serve_api(
     stop: asyncio.Event,
     on_listening: Callable[[int], None] | None = None,
 ) -> None:
-    """Listen until `stop` is set, then close connections and return."""
-    runner = web.AppRunner(
-        app, handle_signals=False, access_log=None, shutdown_timeout=API_SHUTDOWN_TIMEOUT
+    """Listen until `stop` is set, then close connections and return; slow clients and
+    connections are bounded by the app's settings (`ServerLimits`)."""
+    runner = GuardedAppRunner(
+        app,
+        ServerLimits.of(app[SETTINGS]),
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=API_SHUTDOWN_TIMEOUT,
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, backlog=LISTEN_BACKLOG)
         await site.start()
         bound = _bound_port(runner, port)
         log.info("API listening on http://%s:%d", host, bound, extra={"action": "api_listen"})

@@ -16,23 +16,24 @@ from __future__ import annotations
 
 # Create jobs, one or many in one statement (arrays of equal length, in this order: job_type,
 # data as JSON text, retry_count, retry_interval, queue, priority, run_at, delay_seconds,
-# request_id). A job
+# request_id, created_by). A job
 # whose due time (run_at, or now + delay_seconds) is in the future waits as 'scheduled' with
 # that time in run_after; any other is open at once. run_at keeps the due time it was given.
 # The data is sent as text and cast here, so the statement works on a caller's own connection
 # whatever jsonb codec it has. Rows come back in the order given.
 JOB_INSERT = """
 INSERT INTO jobs (job_type, data, retry_count, retry_interval, queue, priority, status,
-                  run_after, run_at, request_id)
+                  run_after, run_at, request_id, created_by)
 SELECT n.job_type, n.data::jsonb, n.retry_count, n.retry_interval, n.queue, n.priority,
        CASE WHEN n.due > now() THEN 'scheduled' ELSE 'open' END,
-       CASE WHEN n.due > now() THEN n.due END, n.due, n.request_id
+       CASE WHEN n.due > now() THEN n.due END, n.due, n.request_id, n.created_by
 FROM (
     SELECT t.*, coalesce(t.run_at, now() + make_interval(secs => t.delay_seconds)) AS due
     FROM unnest($1::text[], $2::text[], $3::integer[], $4::integer[], $5::text[],
-                $6::integer[], $7::timestamptz[], $8::double precision[], $9::text[])
+                $6::integer[], $7::timestamptz[], $8::double precision[], $9::text[],
+                $10::text[])
          WITH ORDINALITY AS t(job_type, data, retry_count, retry_interval, queue, priority,
-                              run_at, delay_seconds, request_id, position)
+                              run_at, delay_seconds, request_id, created_by, position)
 ) AS n
 ORDER BY n.position
 RETURNING *
@@ -45,6 +46,9 @@ JOBS_ANNOUNCE = "SELECT pg_notify($1, $2)"
 # Uses jobs_uuid_key.
 JOB_GET_BY_UUID = "SELECT * FROM jobs WHERE uuid = $1"
 
+# A job as the API key $2, which sees only the jobs it created, may see it. Uses jobs_uuid_key.
+JOB_GET_BY_UUID_OWNED = "SELECT * FROM jobs WHERE uuid = $1 AND created_by = $2"
+
 # Newest first, a page at a time: $5 is the id the previous page ended at (a keyset cursor).
 # Uses the primary key, or jobs_status_list_idx / jobs_type_list_idx; the queue is a filter.
 JOB_LIST = """
@@ -55,6 +59,27 @@ WHERE ($1::text IS NULL OR job_type = $1)
   AND ($5::bigint IS NULL OR id < $5)
 ORDER BY id DESC
 LIMIT $3
+"""
+
+# JOB_LIST of the jobs API key $6 created (a key without the admin scope sees only those).
+# Uses jobs_created_by_idx (created_by, id DESC); the other filters are filters.
+JOB_LIST_OWNED = """
+SELECT * FROM jobs
+WHERE created_by = $6
+  AND ($1::text IS NULL OR job_type = $1)
+  AND ($2::text[] IS NULL OR status = ANY($2::text[]))
+  AND ($4::text[] IS NULL OR queue = ANY($4::text[]))
+  AND ($5::bigint IS NULL OR id < $5)
+ORDER BY id DESC
+LIMIT $3
+"""
+
+# The dashboard's counts for a key without the admin scope: its newest $2 jobs by status and
+# queue, one bounded walk of jobs_created_by_idx.
+JOB_COUNT_OWNED_BY_QUEUE = """
+SELECT status, queue, count(*) AS jobs
+FROM (SELECT status, queue FROM jobs WHERE created_by = $1 ORDER BY id DESC LIMIT $2) AS newest
+GROUP BY status, queue
 """
 
 # Jobs by status and queue for the dashboard's finished states, at most $2 jobs counted per
@@ -210,6 +235,15 @@ UPDATE jobs
 SET checkpoint = $4, heartbeat_at = now(), updated_at = now()
 WHERE id = $1 AND status IS NOT DISTINCT FROM $2 AND runner_id = $3
 RETURNING id
+"""
+
+# The multipart uploads held jobs have open (an export's checkpoint names its upload), which
+# retention must not abort however old they are. Reads only held jobs (jobs_status_list_idx,
+# or jobs_heartbeat_idx, whose predicate is these states).
+JOB_OPEN_UPLOAD_IDS = """
+SELECT checkpoint -> 'multipart_upload' ->> 'upload_id' AS upload_id FROM jobs
+WHERE status IN ('in_queue', 'processing', 'retry_in_queued', 'retrying')
+  AND checkpoint ? 'multipart_upload'
 """
 
 # -- job control -----------------------------------------------------------------------------
@@ -455,4 +489,44 @@ CROSS JOIN LATERAL (
     WHERE s.schemaname = current_schema() AND s.tablename = 'jobs' AND s.attname = 'status'
 ) AS f
 WHERE c.oid = 'jobs'::regclass AND f.status = ANY($1::text[])
+"""
+
+# -- API keys ----------------------------------------------------------------------------------
+# The api_keys table is small (one row per key, migrations/0012_api_keys.sql): primary key
+# (name) or api_keys_key_id_key. Secrets are never stored, only their SHA-256.
+
+# An active key by the id its secret shows. api_keys_key_id_key.
+API_KEY_GET_ACTIVE = "SELECT * FROM api_keys WHERE key_id = $1 AND revoked_at IS NULL"
+
+# Every key, revoked ones too, by name.
+API_KEY_LIST = "SELECT * FROM api_keys ORDER BY name"
+
+# Whether any key is active: the API starts without API_KEYS only then.
+API_KEY_ANY_ACTIVE = "SELECT EXISTS (SELECT 1 FROM api_keys WHERE revoked_at IS NULL)"
+
+# A new key; no row when the name is taken, by an active or a revoked key. Primary key.
+API_KEY_INSERT = """
+INSERT INTO api_keys (name, key_id, secret_hash, scope) VALUES ($1, $2, $3, $4)
+ON CONFLICT (name) DO NOTHING
+RETURNING *
+"""
+
+# A new secret for an active key: a new key id too, so that no cache holding the old one
+# can refuse the new secret. Primary key.
+API_KEY_ROTATE = """
+UPDATE api_keys SET key_id = $2, secret_hash = $3, rotated_at = now()
+WHERE name = $1 AND revoked_at IS NULL
+RETURNING *
+"""
+
+# Primary key.
+API_KEY_REVOKE = """
+UPDATE api_keys SET revoked_at = now() WHERE name = $1 AND revoked_at IS NULL RETURNING *
+"""
+
+# When a key was last accepted, to the minute: written at most once a minute per key (and
+# only when a process looks the key up again, every API_KEY_CACHE_SECONDS at most).
+API_KEY_TOUCH = """
+UPDATE api_keys SET last_used_at = now()
+WHERE key_id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
 """

@@ -66,6 +66,7 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
         started_at=row["started_at"],
         completed_at=row["completed_at"],
         schedule_name=row["schedule_name"],
+        created_by=row["created_by"],
     )
 
 
@@ -90,6 +91,7 @@ def _insert_args(jobs: Sequence[NewJob]) -> tuple[list[Any], ...]:
         [job.run_at for job in jobs],
         [job.delay_seconds for job in jobs],
         [job.request_id for job in jobs],
+        [job.created_by for job in jobs],
     )
 
 
@@ -184,9 +186,13 @@ class JobStore:
                 raise _LostKeyRace
             return job_from_row(row), True
 
-    async def get(self, uuid: UUID) -> Job:
-        """The job with this uuid."""
-        row = await self.pool.fetchrow(q.JOB_GET_BY_UUID, uuid)
+    async def get(self, uuid: UUID, owner: str | None = None) -> Job:
+        """The job with this uuid; with `owner`, only if that API key created it (another
+        key's job is not found, so that its existence is not revealed)."""
+        if owner is None:
+            row = await self.pool.fetchrow(q.JOB_GET_BY_UUID, uuid)
+        else:
+            row = await self.pool.fetchrow(q.JOB_GET_BY_UUID_OWNED, uuid, owner)
         if row is None:
             raise JobNotFoundError(f"no job has the uuid {uuid}")
         return job_from_row(row)
@@ -199,14 +205,25 @@ class JobStore:
         queues: Sequence[str] | None = None,
         limit: int = 25,
         after: int | None = None,
+        owner: str | None = None,
     ) -> list[Job]:
-        """Jobs newest first, optionally filtered; `after` is the id the last page ended at."""
+        """Jobs newest first, optionally filtered; `after` is the id the last page ended at;
+        with `owner`, only the jobs that API key created."""
         status_values = [str(s) for s in statuses] if statuses else None
         queue_values = list(queues) if queues else None
-        rows = await self.pool.fetch(
-            q.JOB_LIST, job_type, status_values, limit, queue_values, after
-        )
+        args = (job_type, status_values, limit, queue_values, after)
+        if owner is None:
+            rows = await self.pool.fetch(q.JOB_LIST, *args)
+        else:
+            rows = await self.pool.fetch(q.JOB_LIST_OWNED, *args, owner)
         return [job_from_row(row) for row in rows]
+
+    async def count_owned_by_status_and_queue(
+        self, owner: str, newest: int
+    ) -> dict[tuple[JobStatus, str], int]:
+        """The newest `newest` jobs an API key created, per (status, queue)."""
+        rows = await self.pool.fetch(q.JOB_COUNT_OWNED_BY_QUEUE, owner, newest)
+        return {(JobStatus(row["status"]), row["queue"]): row["jobs"] for row in rows}
 
     async def count_by_status_and_queue(
         self, statuses: Iterable[JobStatus], cap: int
@@ -339,6 +356,11 @@ class JobStore:
             q.JOB_SAVE_CHECKPOINT, job.id, kind.running, runner_id, checkpoint
         )
         _held(done, job)
+
+    async def open_upload_ids(self) -> set[str]:
+        """The ids of the multipart uploads that held jobs have open."""
+        rows = await self.pool.fetch(q.JOB_OPEN_UPLOAD_IDS)
+        return {row["upload_id"] for row in rows if row["upload_id"]}
 
     async def heartbeat(
         self, kind: RunnerKind, runner_id: str, job_ids: Iterable[int]

@@ -17,6 +17,7 @@ from prometheus_client import generate_latest
 from prometheus_client.metrics_core import Metric
 
 from connectra import metrics as m
+from connectra.api.server_limits import LISTEN_BACKLOG, GuardedAppRunner, ServerLimits
 from connectra.db.monitor_store import MonitorStore
 from connectra.errors import ConnectraError
 from connectra.monitoring.collectors import DatabaseFigures, RunnerGauges
@@ -98,10 +99,13 @@ def monitoring_app(monitor: Monitor) -> web.Application:
     return app
 
 
-async def serve_monitoring(monitor: Monitor, host: str, port: int, stop: asyncio.Event) -> None:
-    """Serve `monitoring_app` until `stop` is set."""
-    runner = web.AppRunner(
+async def serve_monitoring(
+    monitor: Monitor, host: str, port: int, stop: asyncio.Event, limits: ServerLimits
+) -> None:
+    """Serve `monitoring_app` until `stop` is set, slow clients bounded as on the API."""
+    runner = GuardedAppRunner(
         monitoring_app(monitor),
+        limits,
         handle_signals=False,
         access_log=None,
         shutdown_timeout=SHUTDOWN_TIMEOUT,
@@ -109,7 +113,7 @@ async def serve_monitoring(monitor: Monitor, host: str, port: int, stop: asyncio
     await runner.setup()
     try:
         try:
-            await web.TCPSite(runner, host, port).start()
+            await web.TCPSite(runner, host, port, backlog=LISTEN_BACKLOG).start()
         except OSError as exc:
             raise ListenError(
                 f"cannot listen on {host}:{port} (METRICS_HOST, METRICS_PORT; 0 turns the "

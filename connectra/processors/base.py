@@ -13,7 +13,7 @@ from typing import Any, Generic, TypeVar
 
 import asyncpg
 from elasticsearch import AsyncElasticsearch
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, ValidationInfo
 
 from connectra.db.store import insert_jobs
 from connectra.errors import InvalidJobDataError, UnknownJobTypeError
@@ -24,6 +24,7 @@ from connectra.schedules import InvalidScheduleError, Schedule
 from connectra.settings import Settings, TimeLimits
 
 DataT = TypeVar("DataT", bound=BaseModel)
+SETTINGS_CONTEXT = "settings"
 
 
 ProgressReporter = Callable[[dict[str, Any]], Awaitable[None]]
@@ -97,13 +98,15 @@ class JobType(Generic[DataT]):
         run_at: datetime | None = None,
         delay_seconds: float | None = None,
         request_id: str | None = None,
+        settings: Settings | None = None,
     ) -> NewJob:
         """A job of this type: its data validated and normalised, unset options taken from the
         job type's defaults. `request_id` defaults to the one being handled (an API request,
-        or the attempt of a job that dispatches another), so a chain of jobs shares it."""
+        or the attempt of a job that dispatches another), so a chain of jobs shares it. With
+        `settings`, the checks that depend on them run too (see `parse`)."""
         return NewJob(
             job_type=self.name,
-            data=self.parse(data).model_dump(mode="json"),
+            data=self.parse(data, settings).model_dump(mode="json"),
             queue=self.queue if queue is None else queue,
             priority=self.priority if priority is None else priority,
             retry_count=self.retry_count if retry_count is None else retry_count,
@@ -120,16 +123,26 @@ class JobType(Generic[DataT]):
         jobs = await insert_jobs(conn, [self.new_job(data, **options)])
         return jobs[0]
 
-    def parse(self, data: object) -> DataT:
-        """Validate raw `job_data` against this type's model."""
+    def parse(self, data: object, settings: Settings | None = None) -> DataT:
+        """Validate raw `job_data` against this type's model. With `settings` (when a job is
+        created by the API or the CLI, and when it runs), the model's validators get them as
+        the validation context (`settings_of`), e.g. to refuse buckets jobs may not use."""
+        context = None if settings is None else {SETTINGS_CONTEXT: settings}
         try:
-            return self.data_model.model_validate(data)
+            return self.data_model.model_validate(data, context=context)
         except ValidationError as exc:
             raise InvalidJobDataError(_describe(exc)) from exc
 
     async def run(self, ctx: JobContext) -> dict[str, Any] | None:
-        """Run the handler on the job's stored data."""
-        return await self.handler(ctx, self.parse(ctx.job.data))
+        """Run the handler on the job's stored data, checked again with the runner's settings."""
+        return await self.handler(ctx, self.parse(ctx.job.data, ctx.settings))
+
+
+def settings_of(info: ValidationInfo) -> Settings | None:
+    """In a `job_data` model's validator: the settings `JobType.parse` was given, if any."""
+    context = info.context
+    settings = context.get(SETTINGS_CONTEXT) if isinstance(context, dict) else None
+    return settings if isinstance(settings, Settings) else None
 
 
 def _describe(exc: ValidationError) -> str:
@@ -255,7 +268,8 @@ class JobTypeRegistry:
 
     def new_job(self, name: str, data: object, **options: Any) -> NewJob:
         """A job of the named type, validated, with the type's defaults for unset options
-        (`queue`, `priority`, `retry_count`, `retry_interval`, `run_at`, `delay_seconds`)."""
+        (`queue`, `priority`, `retry_count`, `retry_interval`, `run_at`, `delay_seconds`);
+        `settings` adds the checks that depend on them (see `JobType.parse`)."""
         return self.get(name).new_job(data, **options)
 
     async def dispatch(

@@ -1,14 +1,17 @@
 """The `export_csv_file` job type: a service's records matching a VQL query, as a CSV in S3.
 
 job_data: `service` ("contact" | "company"), `vql` (see `vql`), `s3_bucket` (default
-`S3_BUCKET`). The query is checked when the job is created, so a bad one is refused with its
-own code (ERR_MISSING_SELECT_COLUMNS, ERR_UNKNOWN_FIELD, ERR_INVALID_VQL, ERR_UNKNOWN_SERVICE).
+`S3_BUCKET`; only buckets `bucket_policy` allows). The query is checked when the job is
+created, so a bad one is refused with its own code (ERR_MISSING_SELECT_COLUMNS,
+ERR_UNKNOWN_FIELD, ERR_INVALID_VQL, ERR_UNKNOWN_SERVICE).
 
 The records come from Elasticsearch when a search client is configured (pages formatted here,
 `csv_format`), else from PostgreSQL (ranges the server writes with COPY, `export_postgres`);
 both give the same bytes. Either way the CSV streams into a multipart upload with bounded
 memory (`export_upload`). An export that fails or is cancelled leaves no object and no pending
-upload. The object is `{S3_UPLOAD_FILE_PATH_PRIFIX}/{job uuid}.csv`.
+upload; one killed outright leaves its upload's id in the job's checkpoint, and the next attempt
+aborts that upload first (`export_checkpoint`). The object is
+`{S3_UPLOAD_FILE_PATH_PRIFIX}/{job uuid}.csv`.
 """
 
 from __future__ import annotations
@@ -19,17 +22,16 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from elasticsearch import AsyncElasticsearch
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 from pydantic import Field as ModelField
 
 from connectra import metrics
 from connectra.catalog import service_named
-from connectra.errors import (
-    BucketNotConfiguredError,
-    ServiceNotConfiguredError,
-)
-from connectra.processors.base import JobContext, JobType, Services
+from connectra.errors import ServiceNotConfiguredError
+from connectra.objectstore import ObjectStore, ObjectStoreError
+from connectra.processors.base import JobContext, JobType, Services, settings_of
 from connectra.processors.csv_format import RowFormatter
+from connectra.processors.export_checkpoint import OpenUpload
 from connectra.processors.export_postgres import copy_export
 from connectra.processors.export_sources import search_pages
 from connectra.processors.export_upload import Sink, Source, write_export
@@ -47,7 +49,12 @@ class ExportCsvData(BaseModel):
 
     service: str
     vql: Vql
-    s3_bucket: str | None = ModelField(default=None, min_length=3, max_length=63)
+    s3_bucket: str | None = ModelField(
+        default=None,
+        min_length=3,
+        max_length=63,
+        description="Default S3_BUCKET; any other must be one of S3_ALLOWED_BUCKETS.",
+    )
 
     @field_validator("service")
     @classmethod
@@ -68,6 +75,14 @@ class ExportCsvData(BaseModel):
         self.query()
         return self
 
+    @model_validator(mode="after")
+    def _bucket_allowed(self, info: ValidationInfo) -> ExportCsvData:
+        """With settings: the bucket must be one jobs may use (the key is checked at run)."""
+        settings = settings_of(info)
+        if settings is not None and (self.s3_bucket or settings.s3_bucket):
+            settings.bucket_policy().bucket_for(self.s3_bucket)
+        return self
+
     def query(self) -> ExportQuery:
         """The VQL checked against the service."""
         return resolve_vql(self.vql, service_named(self.service))
@@ -79,24 +94,26 @@ def export_key(prefix: str, job_uuid: UUID) -> str:
     return f"{folder}/{job_uuid}.csv" if folder else f"{job_uuid}.csv"
 
 
-def export_bucket(data: ExportCsvData, settings: Settings) -> str:
-    """The bucket the job names, else the configured default."""
-    bucket = data.s3_bucket or settings.s3_bucket
-    if not bucket:
-        raise BucketNotConfiguredError()
-    return bucket
+def export_location(data: ExportCsvData, settings: Settings, job_uuid: UUID) -> tuple[str, str]:
+    """The bucket and key of the job's file, refused unless jobs may write there."""
+    policy = settings.bucket_policy()
+    bucket = policy.bucket_for(data.s3_bucket)
+    key = export_key(settings.s3_upload_file_path_prefix, job_uuid)
+    policy.check(bucket, key)
+    return bucket, key
 
 
 async def run_export_csv(ctx: JobContext, data: ExportCsvData) -> dict[str, Any]:
     """Export the matching records to S3 as CSV."""
     query = data.query()
-    bucket = export_bucket(data, ctx.settings)
-    key = export_key(ctx.settings.s3_upload_file_path_prefix, ctx.job.uuid)
+    bucket, key = export_location(data, ctx.settings, ctx.job.uuid)
     objects = _required(ctx.services.objects, "object store")
+    await _abort_left_upload(ctx, objects)
     formatter = RowFormatter(query.columns)
     source, produce = _open_source(ctx.services, ctx.settings, query, formatter)
     header = formatter.header()
-    count = await write_export(objects, bucket, key, header, produce, ctx.report_progress)
+    record = functools.partial(_record_upload, ctx, bucket, key)
+    count = await write_export(objects, bucket, key, header, produce, ctx.report_progress, record)
     metrics.ROWS_EXPORTED.labels(query.service.name).inc(count)
     ctx.log.info(
         "exported %d rows to s3://%s/%s from %s",
@@ -113,6 +130,30 @@ async def run_export_csv(ctx: JobContext, data: ExportCsvData) -> dict[str, Any]
         "number_records_processed": count,
         "source": source,
     }
+
+
+async def _abort_left_upload(ctx: JobContext, objects: ObjectStore) -> None:
+    """Abort the multipart upload an earlier attempt left open (it was killed outright)."""
+    left = OpenUpload.from_checkpoint(ctx.job.checkpoint)
+    if left is None:
+        return
+    try:
+        aborted = await objects.abort_upload(left.bucket, left.key, left.upload_id)
+    except ObjectStoreError as exc:  # the cleaner aborts it later
+        ctx.log.warning("could not abort the upload an earlier attempt left: %s", exc)
+        return
+    if aborted:
+        ctx.log.info(
+            "aborted the upload an earlier attempt left in s3://%s/%s",
+            left.bucket,
+            left.key,
+            extra={"action": "export_upload_aborted", "upload_id": left.upload_id},
+        )
+
+
+async def _record_upload(ctx: JobContext, bucket: str, key: str, upload_id: str) -> None:
+    """Save the new multipart upload's id on the job row before any part is sent."""
+    await ctx.save_checkpoint(OpenUpload(bucket, key, upload_id).to_checkpoint())
 
 
 def _required(service: T | None, name: str) -> T:

@@ -7,7 +7,8 @@ part uploads: its bytes are cut into blocks of BLOCK_BYTES, at most BUFFERED_BLO
 Elasticsearch pages are fetched no further ahead, and PostgreSQL's COPY pauses. Memory holds
 the waiting blocks, the part being filled and what the source holds, whatever the export's size.
 
-An export that fails or is cancelled leaves no object and no pending upload. Progress
+An export that fails or is cancelled leaves no object and no pending upload; `on_upload` hears
+of the multipart upload before its first part is sent (see `export_checkpoint`). Progress
 (`number_records_processed`) is reported at most once a second, and once at the end.
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from connectra.objectstore import ObjectStore
+from connectra.objectstore import ObjectStore, UploadStarted
 from connectra.processors.base import ProgressReporter
 
 BLOCK_BYTES = 1024 * 1024
@@ -38,12 +39,14 @@ async def write_export(
     header: bytes,
     source: Source,
     report: ProgressReporter,
+    on_upload: UploadStarted | None = None,
 ) -> int:
     """Upload the header and everything the source gives as one object; the number of rows."""
     progress = _Progress(report)
     blocks = _Blocks()
     content_type = "text/csv; charset=utf-8"
-    async with objects.multipart_upload(bucket, key, content_type=content_type) as writer:
+    upload = objects.multipart_upload(bucket, key, content_type=content_type, on_start=on_upload)
+    async with upload as writer:
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(_produce(source, blocks))

@@ -4,9 +4,10 @@ The object is streamed, never held whole. A reader task splits it into blocks of
 cuts batches of `BATCH_SIZE_FOR_INSERTION` records, parsing and converting in worker threads; a
 writer task takes them from a queue of one and writes each batch to every sink at once.
 PostgreSQL commits lag one batch behind (see `sinks.PostgresSink`), and progress counts
-committed batches only. Memory holds a few batches whatever the file size. A batch whose own
-bytes PostgreSQL reads exactly as the converter did is COPYed as those bytes (`verbatim_copy`);
-any other is COPYed as converted rows.
+committed batches only (every one of them, also when the import is cancelled or fails). Memory
+holds a few batches whatever the file size. A batch whose own bytes PostgreSQL reads exactly as
+the converter did is COPYed as those bytes (`verbatim_copy`); any other is COPYed as converted
+rows.
 
 Bad rows never fail the job: they are counted, listed (capped) in `runtime_errors` and written
 to a failed-rows CSV next to the source (see `failed_rows`). Conversion rules, including
@@ -28,17 +29,18 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import asyncpg
 from elasticsearch import AsyncElasticsearch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 from connectra import metrics
+from connectra.bucket_policy import BucketPolicy
 from connectra.catalog import Service, service_named
-from connectra.errors import BucketNotConfiguredError, ConnectraError, ServiceNotConfiguredError
+from connectra.errors import ConnectraError, ServiceNotConfiguredError
 from connectra.objectstore import ObjectStat, ObjectStore
-from connectra.processors.base import JobContext, JobType
+from connectra.processors.base import JobContext, JobType, settings_of
 from connectra.processors.csv_batches import BatchCutter, RecordBatch
 from connectra.processors.csv_stream import MAX_RECORD_BYTES, CsvRecordReader, RecordBlock
 from connectra.processors.failed_rows import FailedRowsFile, failed_rows_key, failed_rows_lines
@@ -60,6 +62,8 @@ from connectra.processors.sinks import (
 from connectra.processors.verbatim_copy import verbatim_csv
 
 QUEUE_BATCHES = 1
+# How long an interrupted import waits for its last report to land.
+FINAL_REPORT_SECONDS = 5.0
 
 
 class InsertCsvData(BaseModel):
@@ -67,9 +71,31 @@ class InsertCsvData(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    s3_key: str = Field(min_length=1)
-    s3_bucket: str | None = Field(default=None, min_length=1)
+    s3_key: str = Field(
+        min_length=1, description="Under one of S3_ALLOWED_PREFIXES when that is set."
+    )
+    s3_bucket: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Default S3_BUCKET; any other must be one of S3_ALLOWED_BUCKETS.",
+    )
     service: Literal["contact", "company"] = "contact"
+
+    @model_validator(mode="after")
+    def _objects_allowed(self, info: ValidationInfo) -> Self:
+        """With settings: the source and failed-rows file must be where jobs may go."""
+        settings = settings_of(info)
+        if settings is not None and (self.s3_bucket or settings.s3_bucket):
+            import_bucket(self, settings.bucket_policy())
+        return self
+
+
+def import_bucket(data: InsertCsvData, policy: BucketPolicy) -> str:
+    """The bucket of the import, checked with its source and failed-rows keys."""
+    bucket = policy.bucket_for(data.s3_bucket)
+    policy.check(bucket, data.s3_key)
+    policy.check(bucket, failed_rows_key(data.s3_key))
+    return bucket
 
 
 class EmptyFileError(ConnectraError):
@@ -119,6 +145,17 @@ class Totals:
 
 
 @dataclass(slots=True)
+class Written:
+    """How far the writer task got: the batch awaiting its PostgreSQL commit, the commits
+    counted, where the last counted batch ends, and its report."""
+
+    staged: PreparedBatch | None = None
+    commits: int = 0
+    end: Position | None = None
+    reported: asyncio.Task[None] | None = None
+
+
+@dataclass(slots=True)
 class Sinks:
     """Every writer of one import."""
 
@@ -130,9 +167,7 @@ class Sinks:
 
 async def run_insert_csv(ctx: JobContext, data: InsertCsvData) -> dict[str, Any]:
     """Import the CSV object; the job_response fields."""
-    bucket = data.s3_bucket or ctx.settings.s3_bucket
-    if not bucket:
-        raise BucketNotConfiguredError
+    bucket = import_bucket(data, ctx.settings.bucket_policy())
     objects, pool = ctx.services.objects, ctx.services.pool
     if objects is None or pool is None:
         raise ServiceNotConfiguredError("insert_csv_file needs the database and object storage")
@@ -333,31 +368,59 @@ class CsvImport:
             await queue.put(prepared)
 
     async def _write(self, sinks: Sinks, queue: asyncio.Queue[PreparedBatch | None]) -> None:
-        """Write queued batches in order, reporting progress as each is committed."""
-        async with asyncio.TaskGroup() as tasks:
-            reported: asyncio.Task[None] | None = None
-            staged: PreparedBatch | None = None  # written, its PostgreSQL commit pending
-            while (batch := await queue.get()) is not None:
-                await _write_batch(sinks, batch)  # commits the batch staged before
-                if staged is not None:
-                    reported = await self._committed(tasks, staged, reported)
-                staged = _written(batch)
-            await sinks.postgres.flush()
-            if staged is not None:
-                await self._committed(tasks, staged, reported)
+        """Write queued batches in order, reporting progress as each is committed.
 
-    async def _committed(
-        self,
-        tasks: asyncio.TaskGroup,
-        batch: PreparedBatch,
-        reported: asyncio.Task[None] | None,
-    ) -> asyncio.Task[None]:
-        """Count a batch committed in every sink, report progress and save a checkpoint."""
-        self._count(batch.converted)
-        if reported is not None:
-            await reported  # one report at a time, so they land in order
+        Cut short (cancelled, or another task failed), it still counts and reports every batch
+        committed, the one committed just before the interruption included.
+        """
+        written = Written()
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                while (batch := await queue.get()) is not None:
+                    await _write_batch(sinks, batch)  # commits the batch staged before
+                    await self._committed(tasks, sinks, written)
+                    written.staged = _written(batch)
+                await sinks.postgres.flush()
+                await self._committed(tasks, sinks, written)
+        except BaseException:
+            await self._report_interrupted(sinks, written)
+            raise
+
+    async def _committed(self, tasks: asyncio.TaskGroup, sinks: Sinks, written: Written) -> None:
+        """Count the staged batch once committed, report progress and save a checkpoint."""
+        end = self._count_committed(sinks, written)
+        if end is None:
+            return
+        if written.reported is not None:
+            await written.reported  # one report at a time, so they land in order
         # Reported while the next batch is written: round trips off the critical path.
-        return tasks.create_task(self._report(self._progress(), self._checkpoint(batch.end)))
+        written.reported = tasks.create_task(self._report(self._progress(), self._checkpoint(end)))
+
+    def _count_committed(self, sinks: Sinks, written: Written) -> Position | None:
+        """Count the staged batch if PostgreSQL committed it (the other sinks had it already);
+        where it ends, or None when there was none to count."""
+        staged = written.staged
+        if staged is None or sinks.postgres.commits == written.commits:
+            return None
+        self._count(staged.converted)
+        written.commits, written.end, written.staged = sinks.postgres.commits, staged.end, None
+        return staged.end
+
+    async def _report_interrupted(self, sinks: Sinks, written: Written) -> None:
+        """Count a batch whose commit went through before the interruption, and report the
+        totals unless the last report, which the interruption may have cut short, holds them."""
+        counted = self._count_committed(sinks, written) is not None
+        if written.end is None or (not counted and _succeeded(written.reported)):
+            return
+        report = self._report(self._progress(), self._checkpoint(written.end))
+        try:
+            await asyncio.wait_for(asyncio.shield(report), FINAL_REPORT_SECONDS)
+        except Exception as exc:  # the attempt ends anyway; its own error is the one to record
+            self.ctx.log.warning(
+                "could not report the rows committed before the import stopped: %s",
+                exc,
+                extra={"action": "import_final_report_failed"},
+            )
 
     async def _report(self, progress: dict[str, Any], checkpoint: Checkpoint) -> None:
         """Hand progress, then the checkpoint, to the runner."""
@@ -462,6 +525,11 @@ def _prepare(
         end=Position(*batch.end()),
         csv=csv,
     )
+
+
+def _succeeded(task: asyncio.Task[None] | None) -> bool:
+    """Whether a report task ran to its end without error."""
+    return task is not None and task.done() and not task.cancelled() and not task.exception()
 
 
 def _counts(converted: ConvertedBatch) -> ConvertedBatch:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,6 +79,7 @@ class PostgresSink:
     connection. With a second connection, batch n+1 is COPYed on one while batch n is upserted
     and committed on the other; upserts still run one at a time, in file order, so the last
     duplicate wins. `write` returns once the previous batch is committed; `flush` commits the last.
+    `commits` counts the batches committed, also by a `write` cut short after its commit.
     """
 
     def __init__(
@@ -91,6 +92,7 @@ class PostgresSink:
         self._upsert = q.staging_upsert(service, tuple(names))
         self._staged: _Staged | None = None
         self._turn = 0
+        self.commits = 0
 
     @property
     def lanes(self) -> int:
@@ -179,14 +181,27 @@ class PostgresSink:
         )
 
     async def _commit(self, staged: _Staged) -> None:
-        """Upsert the staged rows into the table and commit (ON COMMIT empties the staging)."""
+        """Upsert the staged rows into the table and commit (ON COMMIT empties the staging).
+
+        The COMMIT runs to its end even when cancelled meanwhile: cut short, the batch could be
+        committed without the importer knowing it.
+        """
         with _database_errors():
             try:
                 await staged.conn.execute(self._upsert)
-                await staged.transaction.commit()
             except BaseException:
                 await _rollback_quietly(staged)
                 raise
+            await _run_to_the_end(self._commit_staged(staged))
+
+    async def _commit_staged(self, staged: _Staged) -> None:
+        """Commit the staged batch's transaction and count it."""
+        try:
+            await staged.transaction.commit()
+        except BaseException:
+            await _rollback_quietly(staged)
+            raise
+        self.commits += 1
 
     async def _close(self) -> None:
         """Drop what an interrupted import left: an open transaction, the staging tables."""
@@ -199,6 +214,22 @@ class PostgresSink:
                     # lane it ran; the DROP below would be refused inside it.
                     await conn.execute("ROLLBACK")
                 await conn.execute(q.staging_drop(self._service))
+
+
+async def _run_to_the_end(work: Coroutine[Any, Any, None]) -> None:
+    """Run `work` to its end even if this task is cancelled meanwhile; then honour the cancel."""
+    task = asyncio.ensure_future(work)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        if not task.cancelled():
+            task.exception()  # retrieved: the cancel is what goes on
+        raise asyncio.CancelledError
+    task.result()
 
 
 async def _pieces(csv: Sequence[memoryview]) -> AsyncIterator[memoryview]:

@@ -12,8 +12,10 @@ from datetime import timedelta
 
 import asyncpg
 
+from connectra.api.server_limits import ServerLimits
 from connectra.connections import open_services
 from connectra.db.announcer import DELAYED
+from connectra.db.api_key_store import ApiKeyStore
 from connectra.db.migrate import ensure_schema
 from connectra.db.pool import DATABASE_DOWN, create_pool
 from connectra.db.schedule_store import ScheduleStore
@@ -27,12 +29,17 @@ from connectra.runners.maintenance import Cleaner, Rescuer
 from connectra.runners.notifier import Notifier
 from connectra.runners.runner import Runner, RunnerConfig, Stopping
 from connectra.runners.scheduler import Scheduler
-from connectra.settings import Settings
+from connectra.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
 
 CONNECT_RETRY_FIRST = 0.5
 CONNECT_RETRY_MAX = 15.0
+NO_API_KEYS = (
+    "invalid configuration: API_KEYS: no API key is set and none is stored; set API_KEYS or "
+    "create one with 'connectra keys create NAME --scope admin' (connectra run accepts the "
+    "local development key only when API_HOST is a loopback address)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +79,8 @@ async def serve(
             return
         try:
             await ensure_schema(pool, apply=parts.migrate)
+            if parts.api:
+                await _require_api_keys(settings, pool)
             async with open_services(settings, pool) as services:
                 store = JobStore(pool)
                 wiring = Wiring(
@@ -80,6 +89,13 @@ async def serve(
                 await _run_parts(wiring, parts, stopping, on_api_listening)
         finally:
             await asyncio.wait_for(pool.close(), 10)
+
+
+async def _require_api_keys(settings: Settings, pool: asyncpg.Pool) -> None:
+    """An API that accepts no key at all is a mistake: without API_KEYS, at least one
+    managed key must be active (one created later works at once, but is no reason to start)."""
+    if not settings.api_keys and not await ApiKeyStore(pool).any_active():
+        raise ConfigError(NO_API_KEYS)
 
 
 async def _connect(url: str, size: int, stop: asyncio.Event) -> asyncpg.Pool | None:
@@ -138,7 +154,11 @@ async def _run_parts(
             monitor = Monitor(health, settings.metrics_enabled)
             tg.create_task(
                 serve_monitoring(
-                    monitor, settings.metrics_host, settings.metrics_port, stopping.soft
+                    monitor,
+                    settings.metrics_host,
+                    settings.metrics_port,
+                    stopping.soft,
+                    ServerLimits.of(settings),
                 )
             )
 
@@ -154,13 +174,16 @@ def _start_maintenance(
         on_notify=lambda payload: _dispatch(runners, payload),
         on_connect=lambda: _dispatch(runners, None),
     )
-    rescuer = Rescuer(wiring.store, settings.retry_policy(), settings.lease)
+    objects = wiring.services.objects
+    rescuer = Rescuer(wiring.store, settings.retry_policy(), settings.lease, objects)
     cleaner = Cleaner(
         wiring.store,
-        wiring.services.objects,
+        objects,
         job_ttl=timedelta(days=settings.job_ttl_days),
         result_ttl=timedelta(days=settings.result_ttl_days),
-        default_bucket=settings.s3_bucket,
+        policy=settings.bucket_policy(),
+        export_prefix=settings.s3_upload_file_path_prefix,
+        upload_ttl=timedelta(hours=settings.multipart_upload_ttl_hours),
     )
     tg.create_task(notifier.run(stop))
     tg.create_task(rescuer.run(stop))

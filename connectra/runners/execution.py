@@ -18,7 +18,13 @@ from typing import Any, TypeVar
 from connectra.db.pool import DATABASE_DOWN
 from connectra.db.store import JobStore
 from connectra.errors import ConnectraError, InvalidJobResultError, JobLostError
-from connectra.failures import JobTimeoutError, error_code, failure_response, is_transient
+from connectra.failures import (
+    JobTimeoutError,
+    completed_errors,
+    error_code,
+    failure_response,
+    is_transient,
+)
 from connectra.jobs import Job, JobStatus, RunnerKind
 from connectra.logs import REQUEST_ID, BoundLogger
 from connectra.processors.base import JobContext, JobTypeRegistry, Services
@@ -223,15 +229,16 @@ class Executor:
         )
 
     async def _record_success(self, ctx: JobContext, result: object, seconds: float) -> None:
-        """Mark the job completed with what the handler returned; a result that cannot be
-        stored fails the job instead (permanently: the handler would return it again)."""
+        """Mark the job completed with what the handler returned, after the error lines of
+        earlier attempts; a result that cannot be stored fails the job instead (permanently:
+        the handler would return it again)."""
         try:
             extra = _storable_result(result)
         except InvalidJobResultError as exc:
             await self._record_failure(ctx, exc, seconds)
             return
-        response: dict[str, Any] = {"runtime_errors": [], "messages": "job completed"}
-        response.update(extra)
+        response: dict[str, Any] = {"messages": "job completed", **extra}
+        response["runtime_errors"] = completed_errors(ctx.job.job_response, extra)
         if await self._persist(ctx, self.writer.complete, response, JobStatus.COMPLETED):
             ctx.log.info("job completed", extra={"action": "job_complete"})
             self.instruments.completed(ctx.job.job_type, seconds)

@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from connectra import metrics
+from connectra.bucket_policy import BucketPolicy
 from connectra.db.monitor_store import MonitorStore
 from connectra.db.pool import DATABASE_DOWN
 from connectra.db.store import JobStore
+from connectra.jobs import Job
 from connectra.objectstore import ObjectStore, ObjectStoreError
+from connectra.processors.export_checkpoint import OpenUpload
 from connectra.rescue import decide_rescue
 from connectra.retry import RetryPolicy
 
@@ -22,6 +25,8 @@ RESCUE_BATCH = 100
 CLEANUP_BATCH = 200
 # Rows of the runners table not refreshed for this long belong to runners that died.
 STALE_RUNNER_ROWS = timedelta(days=1)
+# Multipart uploads under the export prefix left unfinished this long are aborted.
+MULTIPART_UPLOAD_TTL = timedelta(hours=24)
 
 
 async def every(interval: timedelta, stop: asyncio.Event) -> bool:
@@ -32,12 +37,20 @@ async def every(interval: timedelta, stop: asyncio.Event) -> bool:
 
 
 class Rescuer:
-    """Takes back jobs whose runner stopped heartbeating (crash, kill -9, lost network)."""
+    """Takes back jobs whose runner stopped heartbeating (crash, kill -9, lost network), and
+    aborts the multipart upload a job's checkpoint names (an export killed mid-upload)."""
 
-    def __init__(self, store: JobStore, policy: RetryPolicy, lease: timedelta) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        policy: RetryPolicy,
+        lease: timedelta,
+        objects: ObjectStore | None = None,
+    ) -> None:
         self.store = store
         self.lease = lease
         self.decide = partial(decide_rescue, policy=policy)
+        self.objects = objects
 
     async def run(self, stop: asyncio.Event) -> None:
         """Look for expired leases four times per lease until stopped."""
@@ -61,13 +74,39 @@ class Rescuer:
                     extra={"action": "job_rescued", "job_uuid": str(job.uuid)},
                 )
                 metrics.JOBS_RESCUED.labels(job.job_type, rescue.status).inc()
+                await self._abort_upload(job)
             total += len(rescued)
             if len(rescued) < RESCUE_BATCH:
                 return total
 
+    async def _abort_upload(self, job: Job) -> None:
+        """Abort the multipart upload the dead runner's attempt left open, if any."""
+        upload = OpenUpload.from_checkpoint(job.checkpoint)
+        if upload is None or self.objects is None:
+            return
+        fields = {"job_uuid": str(job.uuid), "upload_id": upload.upload_id}
+        try:
+            aborted = await self.objects.abort_upload(upload.bucket, upload.key, upload.upload_id)
+        except ObjectStoreError as exc:  # the next attempt, or the cleaner, aborts it
+            log.warning(
+                "could not abort a rescued job's upload: %s",
+                exc,
+                extra={"action": "rescue_upload_abort_failed", **fields},
+            )
+            return
+        if aborted:
+            log.info(
+                "aborted the upload s3://%s/%s of a rescued job",
+                upload.bucket,
+                upload.key,
+                extra={"action": "rescue_upload_aborted", **fields},
+            )
+
 
 class Cleaner:
-    """Deletes finished jobs after JOB_TTL_DAYS and their result files after RESULT_TTL_DAYS."""
+    """Deletes finished jobs after JOB_TTL_DAYS and their result files after RESULT_TTL_DAYS,
+    and aborts multipart uploads left unfinished under the export prefix (`export_prefix`;
+    None: none are looked for) for `upload_ttl`."""
 
     def __init__(
         self,
@@ -75,13 +114,18 @@ class Cleaner:
         objects: ObjectStore | None,
         job_ttl: timedelta,
         result_ttl: timedelta,
-        default_bucket: str | None,
+        policy: BucketPolicy,
+        *,
+        export_prefix: str | None = None,
+        upload_ttl: timedelta = MULTIPART_UPLOAD_TTL,
     ) -> None:
         self.store = store
         self.objects = objects
         self.job_ttl = job_ttl
         self.result_ttl = result_ttl
-        self.default_bucket = default_bucket
+        self.policy = policy
+        self.export_prefix = export_prefix
+        self.upload_ttl = upload_ttl
         self.monitor = MonitorStore(store.pool)
 
     async def run(self, interval: timedelta, stop: asyncio.Event) -> None:
@@ -110,6 +154,7 @@ class Cleaner:
                 break
         await self.store.delete_expired_idempotency_keys(CLEANUP_BATCH)
         await self.monitor.delete_stale_runners(STALE_RUNNER_ROWS)
+        await self.abort_stale_uploads()
         if files or jobs:
             log.info(
                 "deleted %d finished jobs and %d result files",
@@ -119,14 +164,51 @@ class Cleaner:
             )
         return files, jobs
 
+    async def abort_stale_uploads(self) -> int:
+        """Abort the multipart uploads under the export prefix, in every bucket jobs may use,
+        begun more than `upload_ttl` ago and open in no held job; return how many."""
+        objects = self.objects
+        if objects is None or self.export_prefix is None:
+            return 0
+        folder = self.export_prefix.rstrip("/")
+        prefix = f"{folder}/" if folder else ""
+        cutoff = datetime.now(UTC) - self.upload_ttl
+        held = await self.store.open_upload_ids()
+        aborted = 0
+        for bucket in self._buckets():
+            try:
+                aborted += await _abort_stale_in(objects, bucket, prefix, cutoff, held)
+            except ObjectStoreError as exc:
+                log.warning(
+                    "could not abort stale uploads in %s: %s",
+                    bucket,
+                    exc,
+                    extra={"action": "cleanup_uploads_failed"},
+                )
+        return aborted
+
+    def _buckets(self) -> list[str]:
+        """Every bucket jobs may use."""
+        named = {self.policy.default_bucket, *self.policy.buckets}
+        return sorted(bucket for bucket in named if bucket)
+
     async def _delete_files(self, locations: list[tuple[str | None, str]]) -> int:
-        """Delete result objects; a missing one is already gone."""
+        """Delete result objects; a missing one is already gone, and one outside the allowed
+        buckets and prefixes (a job from before they changed) is left alone."""
         if self.objects is None:
             return 0
         deleted = 0
         for bucket, key in locations:
-            bucket = bucket or self.default_bucket
+            bucket = bucket or self.policy.default_bucket
             if bucket is None:
+                continue
+            if not self.policy.allows(bucket, key):
+                log.warning(
+                    "not deleting s3://%s/%s: outside the allowed buckets and prefixes",
+                    bucket,
+                    key,
+                    extra={"action": "cleanup_not_allowed"},
+                )
                 continue
             try:
                 await self.objects.delete(bucket, key)
@@ -134,3 +216,25 @@ class Cleaner:
             except ObjectStoreError as exc:
                 log.warning("could not delete %s/%s: %s", bucket, key, exc)
         return deleted
+
+
+async def _abort_stale_in(
+    objects: ObjectStore, bucket: str, prefix: str, cutoff: datetime, held: set[str]
+) -> int:
+    """Abort a bucket's uploads under `prefix` begun before `cutoff` and not held; how many."""
+    stale = [
+        upload
+        async for upload in objects.pending_uploads(bucket, prefix)
+        if upload.initiated < cutoff and upload.upload_id not in held
+    ]
+    aborted = 0
+    for upload in stale:
+        if await objects.abort_upload(bucket, upload.key, upload.upload_id):
+            aborted += 1
+            log.info(
+                "aborted the stale upload s3://%s/%s",
+                bucket,
+                upload.key,
+                extra={"action": "cleanup_upload_aborted", "upload_id": upload.upload_id},
+            )
+    return aborted

@@ -18,6 +18,7 @@ from connectra.errors import ConnectraError
 from connectra.jobs import NewJob
 from connectra.processors.base import JobTypeRegistry
 from connectra.schedules import Schedule
+from connectra.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -28,11 +29,18 @@ TICK_MARGIN_SECONDS = 0.005
 RETRY_SECONDS = 2.0
 
 
-def tick_job(registry: JobTypeRegistry, schedule: Schedule) -> NewJob:
+def tick_job(
+    registry: JobTypeRegistry, schedule: Schedule, settings: Settings | None = None
+) -> NewJob:
     """The job of a schedule's tick: its data checked by its job type, whose defaults fill in
-    the queue and priority the schedule leaves out. Also how a new schedule is validated."""
+    the queue and priority the schedule leaves out. Also how a new schedule is validated (with
+    `settings`, which add the checks that depend on them, such as the allowed buckets)."""
     return registry.new_job(
-        schedule.job_type, schedule.data, queue=schedule.queue, priority=schedule.priority
+        schedule.job_type,
+        schedule.data,
+        queue=schedule.queue,
+        priority=schedule.priority,
+        settings=settings,
     )
 
 

@@ -49,7 +49,11 @@ SEED_EXPORT_BODY = {
 
 def api_settings(**overrides: object) -> Settings:
     """Two keys and a small body limit, whatever the environment says."""
-    values: dict[str, object] = {"API_KEYS": "k1,k2", "API_MAX_BODY_BYTES": MAX_BODY}
+    values: dict[str, object] = {
+        "API_KEYS": "k1,k2",
+        "API_MAX_BODY_BYTES": MAX_BODY,
+        "S3_ALLOWED_BUCKETS": "my-bucket",  # the seed's examples name it
+    }
     return load_settings(**(values | overrides))
 
 

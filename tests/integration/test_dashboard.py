@@ -90,7 +90,7 @@ async def test_the_session_cookie_is_httponly_strict_browser_session_only_and_ke
     assert cookie["path"] == "/ui"
     assert (cookie["expires"], cookie["max-age"]) == ("", "")
     assert KEY not in cookie.value
-    assert re.fullmatch(r"\d+\.[0-9a-f]{32}\.[0-9a-f]{64}", cookie.value)
+    assert re.fullmatch(r"env\.\d+\.[0-9a-f]{32}\.[0-9a-f]{64}", cookie.value)
 
 
 async def test_sign_in_goes_back_to_the_page_asked_for_but_never_off_the_dashboard(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import random
@@ -31,13 +32,15 @@ from connectra.catalog import COMPANY, CONTACT, FieldType, Service, UnknownField
 from connectra.db.migrate import migrate
 from connectra.db.pool import create_pool
 from connectra.db.store import JobStore
+from connectra.errors import BucketNotConfiguredError
 from connectra.jobs import NewJob
 from connectra.logs import BoundLogger
 from connectra.objectstore import ObjectStore
 from connectra.processors.base import JobContext, JobTypeRegistry, Services
 from connectra.processors.csv_format import RowFormatter
 from connectra.processors.demo import NOOP
-from connectra.processors.export_csv import EXPORT_CSV_FILE, BucketNotConfiguredError
+from connectra.processors.export_checkpoint import OpenUpload
+from connectra.processors.export_csv import EXPORT_CSV_FILE
 from connectra.processors.export_postgres import copy_export
 from connectra.processors.export_sources import SearchIndexNotFoundError
 from connectra.processors.export_sql import range_end, range_rows
@@ -833,6 +836,44 @@ async def test_cancelling_an_export_midway_leaves_no_object_and_no_pending_uploa
     assert await object_keys(object_store, s3_bucket) == []
 
 
+async def test_an_export_aborts_the_upload_an_earlier_attempt_left_and_records_its_own_first(
+    pool: asyncpg.Pool,
+    object_store: ObjectStore,
+    s3_bucket: str,
+) -> None:
+    await pool.execute(BULK_CONTACTS, 100_000)
+    job_data = {"service": "contact", "vql": {"select_columns": BULK_COLUMNS, "limit": 2000}}
+    ctx = await export_context(pool, job_data, objects=object_store, bucket=s3_bucket)
+    key = f"exports/{ctx.job.uuid}.csv"
+    left = await object_store.client.create_multipart_upload(Bucket=s3_bucket, Key=key)
+    await object_store.client.upload_part(
+        Bucket=s3_bucket, Key=key, UploadId=left["UploadId"], PartNumber=1, Body=b"x" * MIB
+    )
+    checkpoint = OpenUpload(s3_bucket, key, left["UploadId"]).to_checkpoint()
+    ctx.job = dataclasses.replace(ctx.job, checkpoint=checkpoint)
+    saved: list[tuple[OpenUpload | None, int]] = []
+
+    async def save(checkpoint: dict[str, Any]) -> None:
+        upload = OpenUpload.from_checkpoint(checkpoint)
+        assert upload is not None
+        parts = await object_store.client.list_parts(
+            Bucket=s3_bucket, Key=key, UploadId=upload.upload_id
+        )
+        saved.append((upload, len(parts.get("Parts", []))))
+
+    ctx.save_checkpoint = save
+    result = await EXPORT_CSV_FILE.run(ctx)
+
+    assert result is not None
+    assert result["number_records_processed"] == 100_000
+    [(upload, parts_sent)] = saved
+    assert upload is not None
+    assert (upload.bucket, upload.key, parts_sent) == (s3_bucket, key, 0)
+    assert upload.upload_id != left["UploadId"]
+    assert await pending_uploads(object_store, s3_bucket) == []
+    assert await object_keys(object_store, s3_bucket) == [key]
+
+
 async def test_a_failure_midway_leaves_no_object_and_no_pending_upload(
     object_store: ObjectStore,
     s3_bucket: str,
@@ -887,6 +928,8 @@ async def test_the_job_bucket_wins_and_no_bucket_at_all_is_an_error(
 ) -> None:
     job_data = {"service": "company", "vql": {"select_columns": ["name"]}, "s3_bucket": s3_bucket}
     ctx = await export_context(pool, job_data, objects=object_store, bucket=None)
+    # A bucket other than S3_BUCKET must be listed in S3_ALLOWED_BUCKETS (test_bucket_allow_list).
+    ctx.settings = ctx.settings.model_copy(update={"s3_allowed_buckets": (s3_bucket,)})
     result = await EXPORT_CSV_FILE.run(ctx)
     assert result is not None
     assert result["s3_bucket"] == s3_bucket

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import dataclasses
 import io
 import logging
 import tracemalloc
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -20,25 +21,24 @@ from elasticsearch import AsyncElasticsearch
 
 from connectra.catalog import CONTACT
 from connectra.db.store import JobStore
-from connectra.errors import InvalidJobDataError
-from connectra.jobs import FIRST_TIME, NewJob
+from connectra.errors import BucketNotConfiguredError, InvalidJobDataError
+from connectra.jobs import FIRST_TIME, Job, NewJob
 from connectra.logs import BoundLogger
 from connectra.objectstore import BucketNotFound, ObjectNotFound, ObjectStat, ObjectStore
 from connectra.processors import insert_csv, sinks
 from connectra.processors.base import JobContext, Services
 from connectra.processors.csv_stream import CsvRecordReader
-from connectra.processors.insert_csv import (
-    INSERT_CSV_FILE,
-    BucketNotConfiguredError,
-    EmptyFileError,
-)
+from connectra.processors.insert_csv import INSERT_CSV_FILE, EmptyFileError
+from connectra.processors.registry import default_registry
 from connectra.processors.row_parsing import (
     DuplicateColumnsError,
     HeaderError,
     MissingColumnsError,
 )
 from connectra.processors.sinks import PostgresSink, SearchBulkError
+from connectra.runners.runner import Runner, RunnerConfig, Stopping
 from connectra.settings import load_settings
+from tests.polling import eventually
 from tests.services import (  # noqa: F401
     es_client,
     es_url,
@@ -124,6 +124,8 @@ class Env:
             IMPORT_MAX_REPORTED_ERRORS=max_errors,
             ELASTICSEARCH_INDEX_PREFIX=self.prefix,
             S3_BUCKET=default_bucket,
+            # The bucket a job names is allowed here; test_bucket_allow_list tests the list.
+            S3_ALLOWED_BUCKETS=data.get("s3_bucket"),
             PARALLEL_JOBS=parallel_jobs,
         )
         calls = progress if progress is not None else []
@@ -750,7 +752,7 @@ async def test_progress_lands_on_the_job_row(env: Env, store: JobStore) -> None:
     ctx = JobContext(
         job=job,
         attempt=attempt,
-        settings=load_settings(BATCH_SIZE_FOR_INSERTION=5),
+        settings=load_settings(BATCH_SIZE_FOR_INSERTION=5, S3_BUCKET=env.bucket),
         log=BoundLogger(logging.getLogger("test"), {}),
         services=Services(pool=env.pool, objects=env.objects),
         report_progress=report,
@@ -760,6 +762,48 @@ async def test_progress_lands_on_the_job_row(env: Env, store: JobStore) -> None:
     stored = (await store.get(job.uuid)).job_response
     assert stored["number_records_processed"] == 12
     assert stored["number_records_failed"] == 0
+
+
+async def test_a_cancelled_import_reports_every_row_it_committed(env: Env, store: JobStore) -> None:
+    # Batch 6 (rows 500-599) holds a title another transaction is adding to filter_values and
+    # does not commit: its filter write waits, while its PostgreSQL write commits batch 5.
+    lines = [contact_line(i, title="Held") if i == 550 else contact_line(i) for i in range(1000)]
+    await env.put("in/cancel.csv", "\n".join([CONTACT_HEADER, *lines]))
+    job = await store.create(
+        NewJob("insert_csv_file", {"s3_key": "in/cancel.csv", "s3_bucket": env.bucket})
+    )
+    settings = load_settings(BATCH_SIZE_FOR_INSERTION=100, PARALLEL_JOBS=1, S3_BUCKET=env.bucket)
+    cfg = RunnerConfig.from_settings(settings, FIRST_TIME, 1)
+    cfg = dataclasses.replace(cfg, tick_interval=timedelta(seconds=0.05))
+    cfg = dataclasses.replace(cfg, heartbeat_interval=timedelta(seconds=0.1))
+    services = Services(pool=env.pool, objects=env.objects)
+    runner = Runner(store, default_registry(), settings, cfg, services=services)
+    stopping = Stopping()
+    async with env.pool.acquire() as other, other.transaction():
+        await other.execute(
+            "INSERT INTO filter_values (service, field, value) VALUES ('contact', 'title', 'Held')"
+        )
+        task = asyncio.create_task(runner.run(stopping))
+        try:
+            await eventually(lambda: _rows_are(env.pool, 500))
+            await store.cancel(job.uuid)
+            await eventually(lambda: _status_is(store, job, "aborted"))
+        finally:
+            stopping.request()
+            await asyncio.wait_for(task, 30)
+    response = (await store.get(job.uuid)).job_response
+    assert response["number_records_processed"] == 500
+    assert await env.pool.fetchval("SELECT count(*) FROM contacts") == 500
+
+
+async def _rows_are(pool: asyncpg.Pool, count: int) -> bool:
+    """Whether the contacts table holds `count` rows."""
+    return bool(await pool.fetchval("SELECT count(*) FROM contacts") == count)
+
+
+async def _status_is(store: JobStore, job: Job, status: str) -> bool:
+    """Whether the job is in this state now."""
+    return (await store.get(job.uuid)).status == status
 
 
 # -- memory ----------------------------------------------------------------------------------

@@ -110,7 +110,11 @@ class Attempt:
         ctx = JobContext(
             job=self.job,
             attempt=1,
-            settings=load_settings(BATCH_SIZE_FOR_INSERTION=BATCH, IMPORT_MAX_REPORTED_ERRORS=3),
+            settings=load_settings(
+                BATCH_SIZE_FOR_INSERTION=BATCH,
+                IMPORT_MAX_REPORTED_ERRORS=3,
+                S3_ALLOWED_BUCKETS=self.env.bucket,
+            ),
             log=BoundLogger(logging.getLogger("test"), {}),
             services=Services(pool=self.env.pool, objects=self.store),
             save_checkpoint=self.save,
@@ -309,14 +313,14 @@ async def test_the_retry_runner_resumes_a_failed_import_from_the_job_row(env: En
             raise ObjectStoreUnavailable("injected: the connection dropped")
 
     first = ScriptedStore(env.objects, drop_after_a_checkpoint)
-    async with running(store, FIRST_TIME, first):
+    async with running(store, FIRST_TIME, first, env.bucket):
         await eventually(lambda: status_is(store, job, JobStatus.FAILED))
     saved = (await store.get(job.uuid)).checkpoint
     assert saved is not None
     assert 0 < saved["offset"] < len(data.encode())
 
     second = ScriptedStore(env.objects)
-    async with running(store, RETRY, second):
+    async with running(store, RETRY, second, env.bucket):
         await eventually(lambda: status_is(store, job, JobStatus.COMPLETED))
 
     assert second.starts == [saved["offset"]]
@@ -330,8 +334,11 @@ async def test_the_retry_runner_resumes_a_failed_import_from_the_job_row(env: En
 
 
 @contextlib.asynccontextmanager
-async def running(store: JobStore, kind: RunnerKind, objects: ObjectStore) -> AsyncIterator[None]:
-    """A runner of `kind` importing through `objects` for the duration of the block."""
+async def running(
+    store: JobStore, kind: RunnerKind, objects: ObjectStore, bucket: str
+) -> AsyncIterator[None]:
+    """A runner of `kind` importing through `objects` from `bucket` for the duration of the
+    block."""
     cfg = RunnerConfig(
         kind=kind,
         concurrency=1,
@@ -340,7 +347,7 @@ async def running(store: JobStore, kind: RunnerKind, objects: ObjectStore) -> As
         shutdown_grace=timedelta(seconds=5),
         retry_policy=RetryPolicy(),
     )
-    settings = load_settings(BATCH_SIZE_FOR_INSERTION=BATCH)
+    settings = load_settings(BATCH_SIZE_FOR_INSERTION=BATCH, S3_ALLOWED_BUCKETS=bucket)
     services = Services(pool=store.pool, objects=objects)
     runner = Runner(store, default_registry(), settings, cfg, services=services)
     stopping = Stopping()

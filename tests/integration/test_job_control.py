@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
 
+from connectra.bucket_policy import BucketPolicy
 from connectra.db.store import JobStore
 from connectra.jobs import JobStatus, NewJob
 from connectra.objectstore import ObjectStore
+from connectra.processors.export_checkpoint import OpenUpload
 from connectra.processors.registry import default_registry
 from connectra.runners.maintenance import Cleaner
 from connectra.runners.notifier import Notifier
@@ -230,7 +232,9 @@ async def test_finished_jobs_and_their_result_files_are_deleted_after_their_ttl(
     await pool.execute(
         "UPDATE jobs SET status = 'completed', completed_at = now() WHERE id = $1", recent.id
     )
-    cleaner = Cleaner(store, object_store, timedelta(days=7), timedelta(days=7), s3_bucket)
+    cleaner = Cleaner(
+        store, object_store, timedelta(days=7), timedelta(days=7), BucketPolicy.of(s3_bucket)
+    )
     assert await cleaner.clean_once() == (1, 1)
     remaining = {row["id"] for row in await pool.fetch("SELECT id FROM jobs")}
     assert remaining == {recent.id, running_job.id}
@@ -252,11 +256,60 @@ async def test_result_files_can_expire_before_their_job(
         job.id,
         {"s3_key": "exports/x.csv", "s3_bucket": s3_bucket},
     )
-    cleaner = Cleaner(store, object_store, timedelta(days=7), timedelta(days=1), s3_bucket)
+    cleaner = Cleaner(
+        store, object_store, timedelta(days=7), timedelta(days=1), BucketPolicy.of(s3_bucket)
+    )
     assert await cleaner.clean_once() == (1, 0)
     kept = await store.get(job.uuid)
     assert "results_deleted_at" in kept.job_response
     assert await cleaner.clean_once() == (0, 0)
+
+
+async def _begin_upload(objects: ObjectStore, bucket: str, key: str) -> str:
+    """Begin a multipart upload of one part and leave it unfinished; its id."""
+    created = await objects.client.create_multipart_upload(Bucket=bucket, Key=key)
+    upload_id = str(created["UploadId"])
+    part = b"x" * (5 * 1024 * 1024)
+    await objects.client.upload_part(
+        Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=1, Body=part
+    )
+    return upload_id
+
+
+async def test_stale_uploads_under_the_export_prefix_are_aborted_unless_a_held_job_has_them(
+    store: JobStore,
+    pool: asyncpg.Pool,
+    object_store: ObjectStore,
+    s3_bucket: str,
+) -> None:
+    await _begin_upload(object_store, s3_bucket, "exports/orphan.csv")
+    live = await _begin_upload(object_store, s3_bucket, "exports/live.csv")
+    elsewhere = await _begin_upload(object_store, s3_bucket, "other/user.csv")
+    job = await store.create(NewJob("export_csv_file", {"service": "contact"}))
+    checkpoint = OpenUpload(s3_bucket, "exports/live.csv", live).to_checkpoint()
+    await pool.execute(
+        "UPDATE jobs SET status = 'processing', runner_id = 'r', heartbeat_at = now(),"
+        " checkpoint = $2 WHERE id = $1",
+        job.id,
+        checkpoint,
+    )
+    listed = await object_store.client.list_multipart_uploads(Bucket=s3_bucket)
+    # moto dates every upload 2010-11-10: ages are told apart through the threshold instead.
+    age = datetime.now(UTC) - listed["Uploads"][0]["Initiated"]
+
+    def cleaner(upload_ttl: timedelta) -> Cleaner:
+        policy = BucketPolicy.of(s3_bucket)
+        ttl = timedelta(days=7)
+        return Cleaner(
+            store, object_store, ttl, ttl, policy, export_prefix="exports/", upload_ttl=upload_ttl
+        )
+
+    assert await cleaner(age + timedelta(hours=1)).abort_stale_uploads() == 0  # all young
+    assert await cleaner(timedelta(hours=24)).clean_once() == (0, 0)
+    listed = await object_store.client.list_multipart_uploads(Bucket=s3_bucket)
+    assert sorted(upload["UploadId"] for upload in listed.get("Uploads", [])) == sorted(
+        [live, elsewhere]
+    )
 
 
 # --- instant pickup ---------------------------------------------------------------------------

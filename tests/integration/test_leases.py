@@ -12,6 +12,8 @@ import pytest
 
 from connectra.db.store import JobStore
 from connectra.jobs import FIRST_TIME, RETRY, JobStatus, NewJob
+from connectra.objectstore import ObjectStore
+from connectra.processors.export_checkpoint import OpenUpload
 from connectra.processors.registry import default_registry
 from connectra.retry import RetryPolicy
 from connectra.runners.maintenance import Rescuer
@@ -59,6 +61,22 @@ async def test_rescue_fails_a_running_job_and_schedules_its_retry(
     assert back.job_response["error"]["code"] == "ERR_RESCUED"
 
 
+async def test_a_rescued_job_that_completes_on_retry_keeps_the_rescue_line(
+    store: JobStore, pool: asyncpg.Pool
+) -> None:
+    job = await store.create(NewJob("noop", {}, retry_count=1, retry_interval=0))
+    [claimed] = await store.claim(FIRST_TIME, "dead-runner", 1)
+    await store.start(claimed, FIRST_TIME, "dead-runner")
+    await expire(pool, claimed.id)
+    await Rescuer(store, RetryPolicy(), LEASE).rescue_once()
+    async with running(store, config(RETRY, concurrency=1)):
+        await eventually(lambda: _status_is(store, job.uuid, S.COMPLETED))
+    done = await store.get(job.uuid)
+    assert (done.attempts, done.rescue_count) == (2, 1)
+    [line] = done.job_response["runtime_errors"]
+    assert line.startswith("ERR_RESCUED: runner dead-runner stopped heartbeating")
+
+
 async def test_rescue_of_a_running_job_without_retries_left_is_failed_final(
     store: JobStore, pool: asyncpg.Pool
 ) -> None:
@@ -68,6 +86,23 @@ async def test_rescue_of_a_running_job_without_retries_left_is_failed_final(
     await expire(pool, claimed.id)
     await Rescuer(store, RetryPolicy(), LEASE).rescue_once()
     assert (await store.get(job.uuid)).status is S.FAILED_FINAL
+
+
+async def test_rescue_aborts_the_multipart_upload_a_dead_runners_export_left(
+    store: JobStore, pool: asyncpg.Pool, object_store: ObjectStore, s3_bucket: str
+) -> None:
+    job = await store.create(NewJob("export_csv_file", {"service": "contact"}))
+    [claimed] = await store.claim(FIRST_TIME, "dead-runner", 1)
+    await store.start(claimed, FIRST_TIME, "dead-runner")
+    key = f"exports/{job.uuid}.csv"
+    created = await object_store.client.create_multipart_upload(Bucket=s3_bucket, Key=key)
+    upload = OpenUpload(s3_bucket, key, created["UploadId"])
+    await store.save_checkpoint(claimed, FIRST_TIME, "dead-runner", upload.to_checkpoint())
+    await expire(pool, claimed.id)
+    await Rescuer(store, RetryPolicy(), LEASE, object_store).rescue_once()
+    assert (await store.get(job.uuid)).status is S.FAILED_FINAL
+    listed = await object_store.client.list_multipart_uploads(Bucket=s3_bucket)
+    assert listed.get("Uploads", []) == []
 
 
 async def test_rescue_aborts_a_job_whose_cancel_was_requested(

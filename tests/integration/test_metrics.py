@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from connectra import metrics as m
 from connectra.api.app import create_app
+from connectra.bucket_policy import BucketPolicy
 from connectra.db.monitor_store import MonitorStore, RunnerPresence
 from connectra.db.store import JobStore
 from connectra.jobs import FIRST_TIME, JobStatus, NewJob
@@ -330,7 +331,7 @@ async def test_the_cleaner_deletes_rows_of_runners_not_seen_for_a_day(
     await pool.execute(
         "UPDATE runners SET last_seen_at = now() - interval '25 hours' WHERE id = 'old'"
     )
-    cleaner = Cleaner(store, None, timedelta(days=7), timedelta(days=7), None)
+    cleaner = Cleaner(store, None, timedelta(days=7), timedelta(days=7), BucketPolicy())
     await cleaner.clean_once()
     assert [r["id"] for r in await pool.fetch("SELECT id FROM runners")] == ["recent"]
 

@@ -196,6 +196,43 @@ async def test_abort_still_completes_when_the_task_is_cancelled_again_during_it(
     assert await pending_uploads(object_store, s3_bucket) == []
 
 
+async def test_the_upload_id_is_handed_over_before_the_first_part(
+    object_store: ObjectStore,
+    s3_bucket: str,
+) -> None:
+    parts_then: list[int] = []
+
+    async def on_start(upload_id: str) -> None:
+        parts = await object_store.client.list_parts(
+            Bucket=s3_bucket, Key="exports/a.csv", UploadId=upload_id
+        )
+        parts_then.append(len(parts.get("Parts", [])))
+
+    upload = object_store.multipart_upload(
+        s3_bucket, "exports/a.csv", part_size=MIN_PART_SIZE, on_start=on_start
+    )
+    async with upload as writer:
+        await writer.write(b"x" * (2 * MIN_PART_SIZE))
+    assert parts_then == [0]
+    assert await object_store.head(s3_bucket, "exports/a.csv") == 2 * MIN_PART_SIZE
+
+
+async def test_a_left_upload_is_listed_under_its_prefix_and_aborted_once(
+    object_store: ObjectStore,
+    s3_bucket: str,
+) -> None:
+    client = object_store.client
+    left = await client.create_multipart_upload(Bucket=s3_bucket, Key="exports/left.csv")
+    await client.create_multipart_upload(Bucket=s3_bucket, Key="other/x.csv")
+    listed = [upload async for upload in object_store.pending_uploads(s3_bucket, "exports/")]
+    assert [(upload.key, upload.upload_id) for upload in listed] == [
+        ("exports/left.csv", left["UploadId"])
+    ]
+    assert await object_store.abort_upload(s3_bucket, "exports/left.csv", left["UploadId"])
+    assert not await object_store.abort_upload(s3_bucket, "exports/left.csv", left["UploadId"])
+    assert [upload async for upload in object_store.pending_uploads(s3_bucket, "exports/")] == []
+
+
 async def test_empty_upload_gives_an_empty_object(
     object_store: ObjectStore,
     s3_bucket: str,

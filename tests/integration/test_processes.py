@@ -9,11 +9,13 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
 from connectra.db.store import JobStore
 from connectra.jobs import NewJob
+from connectra.objectstore import ObjectStore
 from tests.polling import eventually
 from tests.processes import Process, spawn
 
@@ -223,6 +225,94 @@ async def test_a_killed_runners_job_is_rescued_by_another_runner(
     assert any("ERR_RESCUED" in line for line in rescued.job_response["runtime_errors"])
     survivor.send(signal.SIGTERM)
     assert await survivor.wait(20) == 0
+
+
+# Wide enough rows that the first COPY range (200,000 rows) fills several 8 MiB parts.
+EXPORT_ROWS = """
+INSERT INTO contacts (uuid, first_name, last_name, email, title, country, city)
+SELECT gen_random_uuid(), 'First ' || i, md5(i::text), 'user' || i || '@example.com',
+       'Engineer', 'US', md5((i * 7)::text) || md5(i::text)
+FROM generate_series(1, $1) AS i
+"""
+
+
+async def test_an_export_killed_mid_upload_leaves_no_upload_once_rescued_and_retried(
+    spawn: Callable[..., Awaitable[Process]],
+    store: JobStore,
+    pool: asyncpg.Pool,
+    object_store: ObjectStore,
+    s3_endpoint: str,
+    s3_bucket: str,
+) -> None:
+    await pool.execute(EXPORT_ROWS, 220_000)
+    vql = {"select_columns": ["id", "first_name", "last_name", "email", "title", "city"]}
+    data = {"service": "contact", "vql": vql}
+    job = await store.create(NewJob("export_csv_file", data, retry_count=1, retry_interval=0))
+    key = f"exports/{job.uuid}.csv"
+    env = {
+        "S3_ENDPOINT_URL": s3_endpoint,
+        "S3_BUCKET": s3_bucket,
+        "S3_UPLOAD_FILE_PATH_PRIFIX": "exports",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "ELASTICSEARCH_URL": "",
+        "HEARTBEAT_INTERVAL_SECONDS": "0.2",
+        "LEASE_SECONDS": "1",
+    }
+
+    async def copying() -> bool:
+        return bool(
+            await pool.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND state = 'active'"
+                " AND query LIKE 'COPY (%'"
+            )
+        )
+
+    async def uploads() -> list[dict[str, Any]]:
+        listed = await object_store.client.list_multipart_uploads(Bucket=s3_bucket, Prefix=key)
+        return list(listed.get("Uploads", []))
+
+    async def a_part_is_sent() -> bool:
+        for upload in await uploads():
+            parts = await object_store.client.list_parts(
+                Bucket=s3_bucket, Key=key, UploadId=upload["UploadId"]
+            )
+            if parts.get("Parts"):
+                return True
+        return False
+
+    doomed = await spawn("jobs", "first_time", **env)
+    async with pool.acquire() as locker:
+        held = locker.transaction()
+        await held.start()
+        # Queued behind the first range's COPY: the export stops before its second range.
+        await eventually(copying)
+        lock = asyncio.create_task(locker.execute("LOCK TABLE contacts IN ACCESS EXCLUSIVE MODE"))
+        await eventually(a_part_is_sent)
+        await asyncio.wait_for(lock, 30)
+        doomed.send(signal.SIGKILL)
+        await doomed.wait(10)
+        left = await uploads()
+        assert len(left) == 1, "the killed export left its multipart upload behind"
+        await held.rollback()
+
+    survivor = await spawn("jobs", "retry", **env, SHUTDOWN_GRACE_SECONDS="1")
+
+    async def completed() -> bool:
+        return (await store.get(job.uuid)).status == "completed"
+
+    await eventually(completed, within=60)
+    survivor.send(signal.SIGTERM)
+    assert await survivor.wait(20) == 0
+    done = await store.get(job.uuid)
+    assert (done.attempts, done.rescue_count) == (2, 1)
+    assert done.job_response["number_records_processed"] == 220_000
+    assert done.job_response["runtime_errors"][0].startswith("ERR_RESCUED: ")
+    assert await uploads() == []
+    head = await object_store.client.head_object(Bucket=s3_bucket, Key=key)
+    assert head["ContentLength"] > 3 * 8 * 1024 * 1024
 
 
 async def test_operator_cancel_and_requeue(

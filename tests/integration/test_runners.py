@@ -125,6 +125,23 @@ async def test_a_failed_job_with_retries_is_rescheduled_after_retry_interval(
     assert failed.job_response["error"]["code"] == "ERR_JOB_FAILED"
 
 
+async def test_a_job_that_completes_on_retry_keeps_the_failed_attempts_error_lines(
+    store: JobStore, pool: asyncpg.Pool
+) -> None:
+    job = await store.create(
+        NewJob("sleep", {"seconds": 0, "fail_attempts": 2}, retry_count=2, retry_interval=0)
+    )
+    async with running(store, config()), running(store, config(RETRY, concurrency=1)):
+        await eventually(lambda: _all_in(pool, "completed", 1))
+    done = await store.get(job.uuid)
+    assert done.attempts == 3
+    assert done.job_response["messages"] == "slept 0s"
+    assert done.job_response["runtime_errors"] == [
+        "ERR_JOB_FAILED: failing attempt 1 of 2 on purpose",
+        "ERR_JOB_FAILED: failing attempt 2 of 2 on purpose",
+    ]
+
+
 async def test_retry_runner_honours_run_after(store: JobStore, pool: asyncpg.Pool) -> None:
     job = await store.create(
         NewJob("sleep", {"seconds": 0, "fail_attempts": 1}, retry_count=1, retry_interval=2)

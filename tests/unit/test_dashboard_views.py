@@ -86,6 +86,8 @@ def test_only_jobs_that_move_rows_have_a_bar() -> None:
      ("noop", S.ABORTED, {}, False, False, False),
      ("export_csv_file", S.COMPLETED, {"s3_key": "x.csv"}, False, False, True),
      ("export_csv_file", S.COMPLETED, {}, False, False, False),
+     ("export_csv_file", S.COMPLETED, {"s3_key": "x.csv", "results_deleted_at": "2026-12-01"},
+      False, False, False),
      ("insert_csv_file", S.COMPLETED, {"s3_key": "x.csv"}, False, False, False)],
 )  # fmt: skip
 def test_the_buttons_a_job_page_offers(

@@ -10,7 +10,15 @@ from elastic_transport import ApiResponseMeta, HttpHeaders, NodeConfig
 from elasticsearch import ApiError
 
 from connectra.errors import InvalidJobDataError, JobFailedError
-from connectra.failures import JobTimeoutError, RescuedError, failure_response, is_transient
+from connectra.failures import (
+    MAX_RUNTIME_ERRORS,
+    JobTimeoutError,
+    RescuedError,
+    completed_errors,
+    failure_response,
+    is_transient,
+    with_error_line,
+)
 from connectra.objectstore import AccessDenied, ObjectNotFound, ObjectStoreUnavailable
 
 
@@ -71,3 +79,18 @@ def test_failure_response_keeps_the_seeds_fields_and_a_structured_error() -> Non
     assert response["error"]["details"]["transient"] is False
     retried = failure_response({}, ObjectStoreUnavailable("5xx"), timedelta(seconds=30))
     assert retried["messages"] == "job failed (will retry)"
+
+
+def test_runtime_errors_keep_the_last_attempts_lines_and_the_handlers_own_on_completion() -> None:
+    previous = {"runtime_errors": [f"ERR_X: attempt {n}" for n in range(1, 26)]}
+    lines = with_error_line(previous, "ERR_Y: attempt 26")
+    assert len(lines) == MAX_RUNTIME_ERRORS
+    assert (lines[0], lines[-1]) == ("ERR_X: attempt 7", "ERR_Y: attempt 26")
+    earlier = {"runtime_errors": ["ERR_RESCUED: runner r stopped heartbeating"]}
+    own = {"runtime_errors": ["line 3: bad uuid"]}
+    assert completed_errors(earlier, own) == [
+        "ERR_RESCUED: runner r stopped heartbeating",
+        "line 3: bad uuid",
+    ]
+    assert completed_errors(earlier, {}) == ["ERR_RESCUED: runner r stopped heartbeating"]
+    assert completed_errors({}, {}) == []
