@@ -5,7 +5,7 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
 
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY connectra ./connectra
 COPY migrations ./migrations
 # The embedded extra makes RUN_COMMAND=run work with no services (embedded PostgreSQL, local S3).

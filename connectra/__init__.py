@@ -10,7 +10,8 @@ What a user may import from here is listed in `__all__`; everything else is inte
     async def send_webhook(ctx: JobContext, data: Webhook) -> dict[str, object]: ...
 
 Run it with `connectra jobs first_time --app mymodule:registry`. The names are imported on
-first use, so `import connectra.client` does not load the server's modules.
+first use, so `import connectra.client` does not load the server's modules. `__version__` is
+the installed version, as `connectra --version` prints it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from connectra.processors.base import JobContext, JobType, JobTypeRegistry, Services
     from connectra.schedules import Schedule
     from connectra.settings import Settings, TimeLimits
+
+    __version__: str
 
 _EXPORTS = {
     "ConnectraError": "connectra.errors",
@@ -59,7 +62,12 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """Import a public name from its module on first use (PEP 562)."""
+    """Import a public name from its module, or read the version, on first use (PEP 562)."""
+    if name == "__version__":
+        from connectra._version import package_version
+
+        globals()[name] = version = package_version()
+        return version
     if name not in _EXPORTS:
         raise AttributeError(f"module 'connectra' has no attribute {name!r}")
     value = getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass
 from enum import StrEnum
 
-from connectra.errors import ConnectraError
+from connectra.errors import InvalidKeyNameError
 
 SECRET_PREFIX = "cj_"
 KEY_ID = re.compile(r"^[0-9a-f]{12}$")
@@ -36,27 +36,6 @@ class Scope(StrEnum):
         """Whether a key of this scope may do what needs `needed`."""
         order = list(Scope)
         return order.index(self) >= order.index(needed)
-
-
-class InvalidKeyNameError(ConnectraError):
-    """a key name is 1 to 63 letters, digits, '_', '.' or '-', starting with a letter or a digit, and not 'env-...' (the names of API_KEYS)"""  # noqa: E501
-
-    code = "ERR_INVALID_KEY_NAME"
-    http_status = 400
-
-
-class ApiKeyExistsError(ConnectraError):
-    """a key with this name exists already (revoked keys keep their names)"""
-
-    code = "ERR_API_KEY_EXISTS"
-    http_status = 409
-
-
-class ApiKeyNotFoundError(ConnectraError):
-    """no active key has this name"""
-
-    code = "ERR_API_KEY_NOT_FOUND"
-    http_status = 404
 
 
 @dataclass(frozen=True, slots=True)

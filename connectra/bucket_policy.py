@@ -12,26 +12,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from connectra.errors import BucketNotConfiguredError, ConnectraError
+from connectra.errors import (
+    BucketNotAllowedError,
+    BucketNotConfiguredError,
+    ConnectraError,
+    KeyNotAllowedError,
+)
 
 # A key with one of these segments could mean another object (or, in a path-style URL, another
 # bucket) once a client or proxy normalises the URL, as yarl and browsers do.
 DOT_SEGMENTS = frozenset({".", ".."})
 SHOWN_CHARS = 100
-
-
-class BucketNotAllowedError(ConnectraError):
-    """this bucket is not one jobs may use (S3_BUCKET or one of S3_ALLOWED_BUCKETS)"""
-
-    code = "ERR_BUCKET_NOT_ALLOWED"
-    http_status = 403
-
-
-class KeyNotAllowedError(ConnectraError):
-    """this object key is not one jobs may use: outside S3_ALLOWED_PREFIXES, or with a '.' or '..' segment"""  # noqa: E501
-
-    code = "ERR_KEY_NOT_ALLOWED"
-    http_status = 403
 
 
 @dataclass(frozen=True, slots=True)

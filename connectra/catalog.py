@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from connectra.errors import RequestError
+from connectra.errors import UnknownFieldError, UnknownServiceError
 
 
 class FieldType(StrEnum):
@@ -30,8 +30,10 @@ class Field:
 
 
 @dataclass(frozen=True, slots=True)
-class Service:
-    """A kind of record (`contact` or `company`): its table, index and fields."""
+class ServiceSchema:
+    """What a service (`contact` or `company`, a kind of record) is made of: its table, index
+    and fields. Not to be confused with `connectra.processors.base.Services`, the outside
+    systems (pool, object store, Elasticsearch) a handler talks to."""
 
     name: str
     table: str
@@ -65,21 +67,9 @@ class Service:
         return tuple(f for f in self.fields if f.filterable)
 
 
-class UnknownFieldError(RequestError):
-    """a field name is not one of the service's fields"""
-
-    code = "ERR_UNKNOWN_FIELD"
-
-
-class UnknownServiceError(RequestError):
-    """'service' must be 'contact' or 'company'"""
-
-    code = "ERR_UNKNOWN_SERVICE"
-
-
 T = FieldType
 
-COMPANY = Service(
+COMPANY = ServiceSchema(
     name="company",
     table="companies",
     index="companies",
@@ -99,7 +89,7 @@ COMPANY = Service(
     ),
 )
 
-CONTACT = Service(
+CONTACT = ServiceSchema(
     name="contact",
     table="contacts",
     index="contacts",
@@ -124,7 +114,7 @@ CONTACT = Service(
 SERVICES = {service.name: service for service in (CONTACT, COMPANY)}
 
 
-def service_named(name: str) -> Service:
+def service_named(name: str) -> ServiceSchema:
     """The service with this name, or ERR_UNKNOWN_SERVICE."""
     try:
         return SERVICES[name]

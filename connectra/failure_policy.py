@@ -1,75 +1,45 @@
-"""What a failure means: its `ERR_...` code, whether retrying can help, what to record. Pure."""
+"""What a failed attempt means (its `ERR_...` code, whether another attempt can help) and what
+it leaves in `job_response`. Pure: it knows project errors only; a driver's exception is
+classified by its adapter first (`connectra.db.driver_errors`, `connectra.search`)."""
 
 from __future__ import annotations
 
-import traceback
 from datetime import timedelta
 from typing import Any
 
-import asyncpg
-from elasticsearch import ApiError
-from elasticsearch import ConnectionError as EsConnectionError
-
-from connectra.db.pool import DATABASE_DOWN
 from connectra.errors import ConnectraError
+from connectra.traceback_paths import short_traceback
 
 # Error lines of attempts kept in `runtime_errors`, across retries, rescues and the completion.
 MAX_RUNTIME_ERRORS = 20
 
-# PostgreSQL errors that mean "try again", not "the data or the code is wrong".
-_TRANSIENT_DATABASE_ERRORS: tuple[type[Exception], ...] = (
-    *DATABASE_DOWN,
-    TimeoutError,
-    asyncpg.exceptions.SerializationError,
-    asyncpg.exceptions.DeadlockDetectedError,
-    asyncpg.exceptions.InsufficientResourcesError,
-)
-
-
-class JobTimeoutError(ConnectraError):
-    """the job ran past its hard time limit and was stopped"""
-
-    code = "ERR_TIMEOUT"
-    transient = True
-
-
-class RescuedError(ConnectraError):
-    """the runner holding the job stopped heartbeating; the job was taken back"""
-
-    code = "ERR_RESCUED"
-    transient = True
-
 
 def error_code(exc: BaseException) -> str:
     """The `ERR_...` code of an exception; unexpected ones are internal errors."""
-    if isinstance(exc, ConnectraError):
-        return exc.code
-    if isinstance(exc, EsConnectionError | ApiError):
-        return "ERR_ELASTICSEARCH"
-    if isinstance(exc, asyncpg.PostgresError | asyncpg.InterfaceError):
-        return "ERR_DATABASE"
-    return "ERR_INTERNAL"
+    return exc.code if isinstance(exc, ConnectraError) else ConnectraError.code
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Whether another attempt may succeed; permanent failures skip the remaining retries."""
-    if isinstance(exc, ConnectraError):
-        return exc.transient
-    if isinstance(exc, EsConnectionError):
-        return True
-    if isinstance(exc, ApiError):
-        status = int(exc.status_code)
-        return status == 429 or status >= 500
-    if isinstance(exc, _TRANSIENT_DATABASE_ERRORS):
-        return True
-    # Other database errors (constraint, syntax, types) will fail the same way again.
-    return not isinstance(exc, asyncpg.PostgresError)
+    """Whether another attempt may succeed; permanent failures skip the remaining retries.
+
+    An exception that is no project error is unexpected (a bug, a dropped connection): it
+    may not happen again, so it is retried.
+    """
+    return exc.transient if isinstance(exc, ConnectraError) else True
 
 
 def failure_response(
-    previous: dict[str, Any], exc: BaseException, retry_in: timedelta | None
+    previous: dict[str, Any],
+    exc: BaseException,
+    retry_in: timedelta | None,
+    raised: BaseException | None = None,
 ) -> dict[str, Any]:
-    """The `job_response` of a failed attempt: the seed's fields plus a structured error."""
+    """The `job_response` of a failed attempt: the seed's fields plus a structured error.
+
+    `exc` is what the failure counts as. When an adapter classified a driver's exception as
+    `exc`, `raised` is that exception: the details show its type and traceback.
+    """
+    shown = exc if raised is None else raised
     message = str(exc) or type(exc).__name__
     runtime_errors = with_error_line(previous, f"{error_code(exc)}: {message}")
     if retry_in is not None:
@@ -85,9 +55,9 @@ def failure_response(
             "code": error_code(exc),
             "message": message,
             "details": {
-                "type": type(exc).__name__,
+                "type": type(shown).__name__,
                 "transient": is_transient(exc),
-                "traceback": traceback.format_exception(exc, limit=-3)[-4:],
+                "traceback": short_traceback(shown),
             },
         },
     }

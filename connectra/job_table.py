@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from connectra.jobs import Job, JobStatus
-from connectra.processors.import_checkpoint import Checkpoint
+from connectra.processors.importing.checkpoint import Checkpoint
 
 COLUMNS = ("UUID", "TYPE", "QUEUE", "STATUS", "PROGRESS", "ATTEMPTS", "AGE")
 # Widest a column may grow; longer values are cut with an ellipsis. The uuid is never cut.

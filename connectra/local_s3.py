@@ -12,18 +12,12 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from connectra.errors import ConnectraError
+from connectra.errors import LocalS3Error
 
 log = logging.getLogger(__name__)
 
 LOCAL_BUCKET = "connectra-local"
 LOCAL_CREDENTIAL = "local"
-
-
-class LocalS3Error(ConnectraError):
-    """the local S3 server could not be started; install 'connectra-jobs[embedded]' or set S3_ENDPOINT_URL"""  # noqa: E501
-
-    code = "ERR_LOCAL_S3"
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,15 @@ import aiohttp
 from aiobotocore.config import AioConfig
 from botocore import exceptions as boto_errors
 
-from connectra.errors import ConnectraError
+from connectra.errors import (
+    AccessDenied,
+    BucketNotFound,
+    InvalidRange,
+    ObjectChanged,
+    ObjectNotFound,
+    ObjectStoreError,
+    ObjectStoreUnavailable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -35,50 +43,6 @@ MIN_PART_SIZE = 5 * 1024 * 1024
 DEFAULT_PART_SIZE = 8 * 1024 * 1024
 MAX_PARTS = 10_000
 READ_CHUNK_SIZE = 256 * 1024
-
-
-class ObjectStoreError(ConnectraError):
-    """the object store request failed"""
-
-    code = "ERR_S3_REQUEST_FAILED"
-
-
-class ObjectNotFound(ObjectStoreError):
-    """the object does not exist"""
-
-    code = "ERR_S3_OBJECT_NOT_FOUND"
-
-
-class BucketNotFound(ObjectStoreError):
-    """the bucket does not exist"""
-
-    code = "ERR_S3_BUCKET_NOT_FOUND"
-
-
-class AccessDenied(ObjectStoreError):
-    """the object store refused the credentials or the request"""
-
-    code = "ERR_S3_ACCESS_DENIED"
-
-
-class ObjectStoreUnavailable(ObjectStoreError):
-    """the object store is unreachable, overloaded or failing; try again later"""
-
-    code = "ERR_S3_UNAVAILABLE"
-    transient = True
-
-
-class ObjectChanged(ObjectStoreError):
-    """the object was replaced while it was being read; the next attempt reads the new one"""
-
-    code = "ERR_S3_OBJECT_CHANGED"
-    transient = True
-
-
-class InvalidRange(ObjectStoreError):
-    """the requested start offset lies past the end of the object"""
-
-    code = "ERR_S3_INVALID_RANGE"
 
 
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "NotFound", "404"})

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from connectra.failures import RescuedError, failure_response, with_error_line
+from connectra.errors import RescuedError
+from connectra.failure_policy import failure_response, with_error_line
 from connectra.jobs import Job, JobStatus, check_transition
 from connectra.retry import RetryPolicy
 

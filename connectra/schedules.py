@@ -11,30 +11,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadCronError, CroniterBadDateError, croniter
 
-from connectra.errors import RequestError
+from connectra.errors import InvalidScheduleError
 from connectra.jobs import DEFAULT_QUEUE, check_priority, check_queue
 
 SCHEDULE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,62}$")
-
-
-class InvalidScheduleError(RequestError):
-    """the schedule is invalid: it needs a name, a 5-field cron expression and a known time zone"""
-
-    code = "ERR_INVALID_SCHEDULE"
-
-
-class ScheduleNotFoundError(RequestError):
-    """no schedule has this name"""
-
-    code = "ERR_SCHEDULE_NOT_FOUND"
-    http_status = 404
-
-
-class ScheduleExistsError(RequestError):
-    """a schedule with this name exists already; remove it first or choose another name"""
-
-    code = "ERR_SCHEDULE_EXISTS"
-    http_status = 409
 
 
 def check_cron(expression: object) -> str:

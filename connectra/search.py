@@ -1,4 +1,5 @@
-"""The Elasticsearch client, optionally speaking plain JSON media types.
+"""The Elasticsearch client, optionally speaking plain JSON media types, and what its
+exceptions count as.
 
 The `elasticsearch` 8.x/9.x clients send `application/vnd.elasticsearch+json; compatible-with=N`
 (and `+x-ndjson` for bulk). OpenSearch-compatible servers such as osmem-server answer those with
@@ -14,7 +15,10 @@ import re
 from elastic_transport import AiohttpHttpNode, BaseNode, HttpHeaders
 from elastic_transport._node import NodeApiResponse
 from elastic_transport.client_utils import DEFAULT, DefaultType
-from elasticsearch import AsyncElasticsearch
+from elasticsearch import ApiError, AsyncElasticsearch
+from elasticsearch import ConnectionError as EsConnectionError
+
+from connectra.errors import SearchError
 
 _COMPATIBLE_MEDIA_TYPE = re.compile(
     r"application/vnd\.elasticsearch\+(json|x-ndjson)\s*;\s*compatible-with=\d+"
@@ -75,3 +79,18 @@ def make_es_client(
         max_retries=max_retries,
         retry_on_timeout=True,
     )
+
+
+def search_error(exc: BaseException) -> SearchError | None:
+    """The `ERR_ELASTICSEARCH` error a client exception counts as (None for any other exception):
+    transient when the cluster was unreachable, overloaded (429) or failing (5xx)."""
+    if isinstance(exc, EsConnectionError):
+        transient = True
+    elif isinstance(exc, ApiError):
+        status = int(exc.status_code)
+        transient = status == 429 or status >= 500
+    else:
+        return None
+    error = SearchError(str(exc) or type(exc).__name__, transient=transient)
+    error.__cause__ = exc
+    return error

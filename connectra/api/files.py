@@ -11,45 +11,18 @@ from connectra.api.access import visible_job
 from connectra.api.payloads import whole_number
 from connectra.api.state import OBJECTS, SETTINGS
 from connectra.bucket_policy import BucketPolicy
-from connectra.errors import ConnectraError, RequestError
+from connectra.errors import (
+    ExportNotReadyError,
+    FileExpiredError,
+    InvalidExpiryError,
+    InvalidFilenameError,
+    ObjectStoreNotConfiguredError,
+)
 from connectra.jobs import Job, JobStatus
 from connectra.objectstore import ObjectStore
 from connectra.settings import Settings
 
 SAFE_FILENAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-
-
-class InvalidFilenameError(RequestError):
-    """'filename' must be a plain file name: letters, digits, '.', '_' and '-' only"""
-
-    code = "ERR_INVALID_FILENAME"
-
-
-class InvalidExpiryError(RequestError):
-    """'expires_in' must be a whole number of seconds within the configured maximum"""
-
-    code = "ERR_INVALID_EXPIRES_IN"
-
-
-class ObjectStoreNotConfiguredError(ConnectraError):
-    """object storage is not configured in this process"""
-
-    code = "ERR_S3_NOT_CONFIGURED"
-    http_status = 503
-
-
-class ExportNotReadyError(ConnectraError):
-    """the job has no file to download: only a completed export has one"""
-
-    code = "ERR_EXPORT_NOT_READY"
-    http_status = 409
-
-
-class FileExpiredError(ConnectraError):
-    """the export's file was deleted by retention (RESULT_TTL_DAYS); run the export again"""
-
-    code = "ERR_FILE_EXPIRED"
-    http_status = 410
 
 
 async def upload_url(request: web.Request) -> web.Response:

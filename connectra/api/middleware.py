@@ -11,7 +11,7 @@ from aiohttp.typedefs import Handler
 
 from connectra.api.access import KEYRING, PRINCIPAL, check_scope
 from connectra.api.payloads import body_too_large
-from connectra.db.pool import DATABASE_DOWN
+from connectra.db.driver_errors import DATABASE_DOWN
 from connectra.errors import (
     ConnectraError,
     DatabaseUnavailableError,

@@ -20,27 +20,23 @@ from pydantic.errors import PydanticUserError
 from pydantic.json_schema import models_json_schema
 
 from connectra.api.access import required_scope
-from connectra.api.files import (
-    SAFE_FILENAME,
-    ExportNotReadyError,
-    FileExpiredError,
-    InvalidExpiryError,
-    InvalidFilenameError,
-    ObjectStoreNotConfiguredError,
-)
+from connectra.api.files import SAFE_FILENAME
 from connectra.api.payloads import DEFAULT_LIMIT, IDEMPOTENCY_KEY, MAX_LIMIT, PG_INTEGER_MAX
 from connectra.api.server_limits import MAX_LINE_BYTES
 from connectra.api_keys import Scope
-from connectra.bucket_policy import BucketNotAllowedError, KeyNotAllowedError
-from connectra.catalog import UnknownFieldError, UnknownServiceError
 from connectra.errors import (
     BodyTooLargeError,
+    BucketNotAllowedError,
     BucketNotConfiguredError,
     ConnectraError,
     DatabaseUnavailableError,
+    ExportNotReadyError,
+    FileExpiredError,
     IdempotencyKeyReusedError,
     InvalidCursorError,
     InvalidDelayError,
+    InvalidExpiryError,
+    InvalidFilenameError,
     InvalidIdempotencyKeyError,
     InvalidJobDataError,
     InvalidJobTypeError,
@@ -51,28 +47,31 @@ from connectra.errors import (
     InvalidRetryCountError,
     InvalidRetryIntervalError,
     InvalidRunAtError,
+    InvalidScheduleError,
     InvalidStatusFilterError,
     InvalidUuidError,
+    InvalidVqlError,
     JobFinishedError,
     JobNotFoundError,
     JobNotRetryableError,
+    KeyNotAllowedError,
     MissingJobDataError,
     MissingJobTypeError,
+    MissingSelectColumnsError,
+    ObjectStoreNotConfiguredError,
     RequestTimeoutError,
+    ScheduleExistsError,
+    ScheduleNotFoundError,
     ScopeRequiredError,
     UnauthorizedError,
     UnknownBodyFieldError,
+    UnknownFieldError,
     UnknownJobTypeError,
+    UnknownServiceError,
 )
 from connectra.jobs import MAX_DELAY_SECONDS, MAX_PRIORITY, MIN_PRIORITY, QUEUE_NAME, JobStatus
 from connectra.processors.base import JobTypeRegistry
-from connectra.processors.vql import InvalidVqlError, MissingSelectColumnsError
-from connectra.schedules import (
-    SCHEDULE_NAME,
-    InvalidScheduleError,
-    ScheduleExistsError,
-    ScheduleNotFoundError,
-)
+from connectra.schedules import SCHEDULE_NAME
 from connectra.settings import Settings
 
 OPENAPI_VERSION = "3.1.0"

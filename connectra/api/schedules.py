@@ -11,14 +11,15 @@ from aiohttp import web
 from connectra.api.payloads import read_json_object
 from connectra.api.state import REGISTRY, SETTINGS, STORE
 from connectra.db.schedule_store import ScheduleStore, StoredSchedule, schedule_to_json
-from connectra.errors import InvalidJobDataError, InvalidJobTypeError, MissingJobTypeError
-from connectra.runners.scheduler import tick_job
-from connectra.schedules import (
-    SCHEDULE_NAME,
+from connectra.errors import (
+    InvalidJobDataError,
+    InvalidJobTypeError,
     InvalidScheduleError,
-    Schedule,
+    MissingJobTypeError,
     ScheduleNotFoundError,
 )
+from connectra.processors.base import tick_job
+from connectra.schedules import SCHEDULE_NAME, Schedule
 
 logger = logging.getLogger(__name__)
 

@@ -1,16 +1,12 @@
 """Telling idle runners that new jobs exist: one NOTIFY after the creates commit.
 
-A NOTIFY inside the creating transaction (a row trigger) makes PostgreSQL serialise the
-commits of all such transactions under one lock, each with its own WAL flush: under load,
-creates then queue one behind the other (measured here: about 900 creates/s at 200
-concurrent requests, the API process a third busy). Announcing after the commit, in a
-transaction of its own, lets the creates commit side by side; and creates that commit while
-an announcement is being sent share the next one, so the announcements never queue up.
+Each caller waits for an announcement that started after its own commit; creates committing
+while one is sent share the next. A failed announcement is only logged: the jobs are stored and
+runners also poll, so a lost one costs at most one tick.
 
-A create that commits before an announcement starts is covered by it: each caller waits for
-an announcement that started after its own commit. An announcement that fails is only
-logged, whatever the error: the jobs are stored, and runners also poll, so a lost one costs at
-most one tick.
+Why after the commit, in its own transaction: a NOTIFY inside the creating transaction
+serialises all such commits under one lock (see bench/README.md, "Design measurements behind the
+code").
 """
 
 from __future__ import annotations

@@ -13,15 +13,9 @@ from typing import Any
 
 import asyncpg
 
-from connectra.api_keys import (
-    ApiKeyExistsError,
-    ApiKeyNotFoundError,
-    NewSecret,
-    Scope,
-    check_key_name,
-    new_secret,
-)
+from connectra.api_keys import NewSecret, Scope, check_key_name, new_secret
 from connectra.db import queries as q
+from connectra.errors import ApiKeyExistsError, ApiKeyNotFoundError
 
 # Two random 48-bit key ids colliding is all but impossible; a collision only means a retry.
 KEY_ID_ATTEMPTS = 3

@@ -6,15 +6,9 @@ import logging
 import warnings
 from pathlib import Path
 
-from connectra.errors import ConnectraError
+from connectra.errors import EmbeddedDatabaseError
 
 log = logging.getLogger(__name__)
-
-
-class EmbeddedDatabaseError(ConnectraError):
-    """the embedded PostgreSQL could not be started; set DATABASE_URL to use a server"""
-
-    code = "ERR_EMBEDDED_DATABASE"
 
 
 def start_embedded(data_dir: Path) -> str:

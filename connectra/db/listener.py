@@ -1,10 +1,11 @@
-"""Instant pickup: LISTEN on the jobs channel and wake the runners.
+"""Instant pickup: LISTEN on the jobs channel and wake the runners; the other half of
+`connectra.db.announcer`, which NOTIFYs.
 
-Triggers on the jobs table announce new open jobs, failed jobs (retries) and cancel requests
-on channel `connectra_jobs`. A notification is only a hint: the runners still poll, so a lost
-notification (listener reconnecting, a PgBouncer in transaction mode that drops LISTEN)
-costs at most one tick. After every (re)connect the runners are woken once, in case a
-notification was missed while the listener was away.
+The announcer announces new open and delayed jobs, and triggers on the jobs table failed jobs
+(retries) and cancel requests, on channel `connectra_jobs`. A notification is only a hint:
+the runners still poll, so a lost notification (listener reconnecting, a PgBouncer in
+transaction mode that drops LISTEN) costs at most one tick. After every (re)connect the
+runners are woken once, in case a notification was missed while the listener was away.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Callable
 import asyncpg
 
 from connectra.db.announcer import CHANNEL
-from connectra.db.pool import DATABASE_DOWN
+from connectra.db.driver_errors import DATABASE_DOWN
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ RECONNECT_FIRST = 0.5
 RECONNECT_MAX = 30.0
 
 
-class Notifier:
+class Listener:
     """Keeps one listening connection and calls `on_notify(payload)` for each notification."""
 
     def __init__(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import asyncpg
 
-from connectra.errors import ConnectraError
+from connectra.errors import MigrationError, SchemaOutdatedError
 
 log = logging.getLogger(__name__)
 
@@ -26,18 +26,6 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at  timestamptz NOT NULL DEFAULT now()
 )
 """
-
-
-class MigrationError(ConnectraError):
-    """a migration could not be applied"""
-
-    code = "ERR_MIGRATION"
-
-
-class SchemaOutdatedError(ConnectraError):
-    """the database schema is not up to date; run `connectra migrate` first"""
-
-    code = "ERR_SCHEMA_OUTDATED"
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,16 +7,6 @@ from typing import Any
 
 import asyncpg
 
-# Errors that mean "the database is unreachable right now", not "the request or code is wrong".
-DATABASE_DOWN: tuple[type[Exception], ...] = (
-    OSError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.exceptions.OperatorInterventionError,
-    # Raised while releasing a connection whose server went away mid-query.
-    asyncpg.InternalClientError,
-)
-
 
 class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
     """A pooled connection released without asyncpg's reset statement.

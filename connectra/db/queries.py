@@ -1,15 +1,12 @@
 """Every runtime SQL statement, named noun-first, each with the index it relies on.
 
-Every statement that moves a job is guarded by the state it expects the job to be in and,
-for held jobs, by the runner that holds it: a statement that finds nothing to change means
-the job moved under us, and the caller treats that as an error, never as success.
+Every statement that moves a job is guarded by the state it expects and, for held jobs, by the
+runner holding it: finding nothing to change means the job moved under us, an error. Writes of
+held jobs find rows by primary key and test `status IS NOT DISTINCT FROM $n` (the same test:
+status is never NULL) so that no index on status can serve the guard.
 
-The runner's writes of held jobs find their rows by primary key and only then check the
-guard, written `status IS NOT DISTINCT FROM $n` (the same test, for a column that
-is never NULL) so that no index on status can serve it. With `status = $n` the planner, when
-its statistics lag behind a busy table, chose a bitmap scan over every entry of
-`jobs_status_list_idx` and `jobs_heartbeat_idx` for that status, dead ones included: 1.4 ms
-and 900 buffers for ten rows instead of 0.2 ms.
+Why that guard: with `status = $n` a planner with lagging statistics scanned a status index full
+of dead entries (see bench/README.md, "Design measurements behind the code").
 """
 
 from __future__ import annotations

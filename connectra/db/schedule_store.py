@@ -12,9 +12,9 @@ import asyncpg
 from connectra.db import queries as q
 from connectra.db.announcer import CHANNEL
 from connectra.db.store import job_from_row
-from connectra.errors import ConnectraError
+from connectra.errors import ConnectraError, ScheduleExistsError, ScheduleNotFoundError
 from connectra.jobs import Job, NewJob
-from connectra.schedules import Schedule, ScheduleExistsError, ScheduleNotFoundError
+from connectra.schedules import Schedule
 
 # Turns a schedule into the job of its tick (validated by its job type); raises a
 # ConnectraError when this process cannot (an unknown job type, data the type refuses).

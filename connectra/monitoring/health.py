@@ -19,8 +19,8 @@ from typing import Any, Protocol
 
 import asyncpg
 
+from connectra.db.driver_errors import DATABASE_DOWN
 from connectra.db.monitor_store import MonitorStore
-from connectra.db.pool import DATABASE_DOWN
 
 READY_TIMEOUT = 2.0
 NOT_READY: tuple[type[Exception], ...] = (TimeoutError, *DATABASE_DOWN)
@@ -60,7 +60,7 @@ class WatchedRunner(Protocol):
 
 
 class WatchedListener(Protocol):
-    """The LISTEN connection (`connectra.runners.notifier.Notifier`)."""
+    """The LISTEN connection (`connectra.db.listener.Listener`)."""
 
     @property
     def connected(self) -> bool: ...

@@ -19,7 +19,7 @@ from prometheus_client.metrics_core import Metric
 from connectra import metrics as m
 from connectra.api.server_limits import LISTEN_BACKLOG, GuardedAppRunner, ServerLimits
 from connectra.db.monitor_store import MonitorStore
-from connectra.errors import ConnectraError
+from connectra.errors import ListenError
 from connectra.monitoring.collectors import DatabaseFigures, RunnerGauges
 from connectra.monitoring.health import ProcessHealth, WatchedListener, WatchedRunner
 
@@ -33,12 +33,6 @@ UNMATCHED = "unmatched"  # the `route` of a request no route matched (404, 405)
 CLIENT_CLOSED = 499  # the `status` of a request whose client went away first
 # The classic text format, which every Prometheus reads (what `generate_latest` writes).
 TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
-
-
-class ListenError(ConnectraError):
-    """the metrics and health listener could not listen"""
-
-    code = "ERR_LISTEN"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,1 +1,1 @@
-"""Job types: each module defines one, with its data model and its handler."""
+"""Job types: the extension point (`base`), the built-in job types, what both directions share."""

@@ -16,11 +16,11 @@ from elasticsearch import AsyncElasticsearch
 from pydantic import BaseModel, ValidationError, ValidationInfo
 
 from connectra.db.store import insert_jobs
-from connectra.errors import InvalidJobDataError, UnknownJobTypeError
+from connectra.errors import InvalidJobDataError, InvalidScheduleError, UnknownJobTypeError
 from connectra.jobs import DEFAULT_QUEUE, Job, NewJob, check_priority, check_queue
 from connectra.logs import REQUEST_ID, BoundLogger
 from connectra.objectstore import ObjectStore
-from connectra.schedules import InvalidScheduleError, Schedule
+from connectra.schedules import Schedule
 from connectra.settings import Settings, TimeLimits
 
 DataT = TypeVar("DataT", bound=BaseModel)
@@ -304,6 +304,21 @@ class JobTypeRegistry:
             return self.get(schedule.job_type)
         except UnknownJobTypeError as exc:
             raise InvalidScheduleError(f"schedule {schedule.name!r}: {exc.message}") from None
+
+
+def tick_job(
+    registry: JobTypeRegistry, schedule: Schedule, settings: Settings | None = None
+) -> NewJob:
+    """The job of a schedule's tick: its data checked by its job type, whose defaults fill in
+    the queue and priority the schedule leaves out. Also how a new schedule is validated (with
+    `settings`, which add the checks that depend on them, such as the allowed buckets)."""
+    return registry.new_job(
+        schedule.job_type,
+        schedule.data,
+        queue=schedule.queue,
+        priority=schedule.priority,
+        settings=settings,
+    )
 
 
 def _data_model(handler: Callable[..., Any]) -> type[BaseModel]:

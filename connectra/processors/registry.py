@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from connectra.processors.base import JobTypeRegistry
 from connectra.processors.demo import NOOP, SLEEP
-from connectra.processors.export_csv import EXPORT_CSV_FILE
-from connectra.processors.insert_csv import INSERT_CSV_FILE
+from connectra.processors.exporting.job_type import EXPORT_CSV_FILE
+from connectra.processors.importing.job_type import INSERT_CSV_FILE
 
 
 def default_registry() -> JobTypeRegistry:

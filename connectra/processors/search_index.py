@@ -6,7 +6,7 @@ from typing import Any
 
 from elasticsearch import AsyncElasticsearch, BadRequestError
 
-from connectra.catalog import FieldType, Service
+from connectra.catalog import FieldType, ServiceSchema
 
 # Exact-match fields are keywords, so keyword_match and sorting behave as in PostgreSQL
 # with the "C" collation (byte order).
@@ -20,12 +20,12 @@ ES_TYPES: dict[FieldType, dict[str, Any]] = {
 }
 
 
-def index_name(prefix: str, service: Service) -> str:
+def index_name(prefix: str, service: ServiceSchema) -> str:
     """The index of a service, with the deployment's prefix (`ELASTICSEARCH_INDEX_PREFIX`)."""
     return f"{prefix}{service.index}"
 
 
-def mappings(service: Service) -> dict[str, Any]:
+def mappings(service: ServiceSchema) -> dict[str, Any]:
     """Strict mappings: a document with a field the catalog does not know is refused."""
     return {
         "dynamic": "strict",
@@ -33,7 +33,7 @@ def mappings(service: Service) -> dict[str, Any]:
     }
 
 
-async def ensure_index(es: AsyncElasticsearch, prefix: str, service: Service) -> str:
+async def ensure_index(es: AsyncElasticsearch, prefix: str, service: ServiceSchema) -> str:
     """Create the service's index unless it exists; return its name."""
     name = index_name(prefix, service)
     if await es.indices.exists(index=name):

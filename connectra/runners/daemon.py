@@ -13,11 +13,12 @@ from datetime import timedelta
 import asyncpg
 
 from connectra.api.server_limits import ServerLimits
-from connectra.connections import open_services
 from connectra.db.announcer import DELAYED
 from connectra.db.api_key_store import ApiKeyStore
+from connectra.db.driver_errors import DATABASE_DOWN
+from connectra.db.listener import Listener
 from connectra.db.migrate import ensure_schema
-from connectra.db.pool import DATABASE_DOWN, create_pool
+from connectra.db.pool import create_pool
 from connectra.db.schedule_store import ScheduleStore
 from connectra.db.store import JobStore
 from connectra.jobs import FIRST_TIME, RETRY, Job, JobStatus
@@ -26,9 +27,9 @@ from connectra.monitoring.web import Monitor, api_monitor, serve_monitoring
 from connectra.processors.base import JobTypeRegistry, Services
 from connectra.processors.registry import default_registry
 from connectra.runners.maintenance import Cleaner, Rescuer
-from connectra.runners.notifier import Notifier
 from connectra.runners.runner import Runner, RunnerConfig, Stopping
 from connectra.runners.scheduler import Scheduler
+from connectra.service_clients import open_services
 from connectra.settings import ConfigError, Settings
 
 log = logging.getLogger(__name__)
@@ -165,11 +166,11 @@ async def _run_parts(
 
 def _start_maintenance(
     tg: asyncio.TaskGroup, wiring: Wiring, runners: list[Runner], stop: asyncio.Event
-) -> Notifier:
+) -> Listener:
     """Instant pickup, rescue of dead runners' jobs, retention and, beside a first_time
     runner, cron schedules; the listener (instant pickup) is returned for the health checks."""
     settings = wiring.settings
-    notifier = Notifier(
+    listener = Listener(
         wiring.database_url,
         on_notify=lambda payload: _dispatch(runners, payload),
         on_connect=lambda: _dispatch(runners, None),
@@ -185,13 +186,13 @@ def _start_maintenance(
         export_prefix=settings.s3_upload_file_path_prefix,
         upload_ttl=timedelta(hours=settings.multipart_upload_ttl_hours),
     )
-    tg.create_task(notifier.run(stop))
+    tg.create_task(listener.run(stop))
     tg.create_task(rescuer.run(stop))
     tg.create_task(cleaner.run(timedelta(seconds=settings.cleanup_interval_seconds), stop))
     if any(runner.kind is FIRST_TIME for runner in runners):
         scheduler = Scheduler(ScheduleStore(wiring.store.pool), wiring.registry)
         tg.create_task(scheduler.run(stop))
-    return notifier
+    return listener
 
 
 def _dispatch(runners: list[Runner], payload: str | None) -> None:

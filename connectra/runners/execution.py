@@ -15,22 +15,17 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from connectra.db.pool import DATABASE_DOWN
+from connectra.db.driver_errors import DATABASE_DOWN, database_error
 from connectra.db.store import JobStore
-from connectra.errors import ConnectraError, InvalidJobResultError, JobLostError
-from connectra.failures import (
-    JobTimeoutError,
-    completed_errors,
-    error_code,
-    failure_response,
-    is_transient,
-)
+from connectra.errors import ConnectraError, InvalidJobResultError, JobLostError, JobTimeoutError
+from connectra.failure_policy import completed_errors, error_code, failure_response, is_transient
 from connectra.jobs import Job, JobStatus, RunnerKind
 from connectra.logs import REQUEST_ID, BoundLogger
 from connectra.processors.base import JobContext, JobTypeRegistry, Services
 from connectra.retry import RetryPolicy
 from connectra.runners.instruments import NO_INSTRUMENTS, JobInstruments
 from connectra.runners.status_writer import StatusWriter
+from connectra.search import search_error
 from connectra.settings import Settings
 from connectra.storable_json import UnstorableJsonError, check_storable
 
@@ -246,12 +241,13 @@ class Executor:
     async def _record_failure(self, ctx: JobContext, exc: Exception, seconds: float) -> None:
         """Mark the job failed (to be retried) or failed_final (no retry can help or is left)."""
         job = ctx.job
+        error = _counted_as(exc)
         retry_in = None
-        if is_transient(exc):
+        if is_transient(error):
             retry_in = self.retry_policy.delay(
                 attempts=ctx.attempt, retry_count=job.retry_count, retry_interval=job.retry_interval
             )
-        response = failure_response(job.job_response, exc, retry_in)
+        response = failure_response(job.job_response, error, retry_in, raised=exc)
 
         async def fail(job: Job, kind: RunnerKind, runner_id: str, body: dict[str, Any]) -> None:
             await self.store.fail(job, kind, runner_id, body, retry_in)
@@ -262,11 +258,11 @@ class Executor:
                 exc,
                 extra={
                     "action": "job_fail",
-                    "error_code": error_code(exc),
+                    "error_code": error_code(error),
                     "retry": bool(retry_in),
                 },
             )
-            self.instruments.failed(job.job_type, seconds, error_code(exc), bool(retry_in))
+            self.instruments.failed(job.job_type, seconds, error_code(error), bool(retry_in))
 
     async def _record_stop(self, ctx: JobContext, reason: StopReason, seconds: float) -> None:
         """A job stopped from outside: aborted by a user, or no longer ours."""
@@ -320,6 +316,12 @@ class Executor:
 def _since(began: float) -> float:
     """Seconds from `began` (a `time.perf_counter()` reading) to now."""
     return time.perf_counter() - began
+
+
+def _counted_as(exc: Exception) -> BaseException:
+    """The project error a driver's exception counts as, as its adapter classifies it; any
+    other exception as it is."""
+    return database_error(exc) or search_error(exc) or exc
 
 
 def _storable_result(result: object) -> dict[str, Any]:

@@ -10,12 +10,13 @@ from functools import partial
 
 from connectra import metrics
 from connectra.bucket_policy import BucketPolicy
+from connectra.db.driver_errors import DATABASE_DOWN
 from connectra.db.monitor_store import MonitorStore
-from connectra.db.pool import DATABASE_DOWN
 from connectra.db.store import JobStore
+from connectra.errors import ObjectStoreError
 from connectra.jobs import Job
-from connectra.objectstore import ObjectStore, ObjectStoreError
-from connectra.processors.export_checkpoint import OpenUpload
+from connectra.objectstore import ObjectStore
+from connectra.processors.exporting.checkpoint import OpenUpload
 from connectra.rescue import decide_rescue
 from connectra.retry import RetryPolicy
 

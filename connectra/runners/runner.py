@@ -1,16 +1,13 @@
 """One runner: a ticker that claims jobs into a bounded queue, consumers that run them, and
 a lease keeper that heartbeats every job the runner holds.
 
-The ticker never claims more jobs than the queue has room for, so every claimed job is
-either in the queue or in a consumer's hands. On stop, the ticker stops claiming, idle
-consumers leave, busy ones get a grace period, and everything still held goes back.
+The ticker claims no more jobs than the queue has room for, so every claimed job is in the
+queue or a consumer's hands; on stop, idle consumers leave, busy ones get a grace period and
+everything still held goes back. At most `concurrency` handlers run at once (one slot each,
+given back before the outcome is written), with three consumers per slot.
 
-At most `concurrency` handlers run at once: a consumer takes a job only with one of that many
-handler slots, and gives the slot back as soon as the handler is done, before the job's
-outcome is written. So there are three consumers per slot: while some write outcomes (a round
-trip and a commit) or finish after one (the status writer tells a round's completions only
-once the next round is on its way), others already run the next jobs. Short jobs do not wait
-for their own bookkeeping, and the status writer's rounds grow with the load.
+Why three per slot: while some write outcomes, others already run the next jobs, so short jobs
+do not wait for their own bookkeeping and the status writer's rounds grow with the load.
 """
 
 from __future__ import annotations
@@ -26,8 +23,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from connectra.db.driver_errors import DATABASE_DOWN
 from connectra.db.monitor_store import MonitorStore, RunnerPresence
-from connectra.db.pool import DATABASE_DOWN
 from connectra.db.store import JobStore
 from connectra.errors import JobLostError
 from connectra.jobs import FIRST_TIME, Job, RunnerKind

@@ -12,13 +12,12 @@ import contextlib
 import logging
 from datetime import datetime
 
-from connectra.db.pool import DATABASE_DOWN
+from connectra.db.driver_errors import DATABASE_DOWN
 from connectra.db.schedule_store import FireResult, ScheduleStore
 from connectra.errors import ConnectraError
 from connectra.jobs import NewJob
-from connectra.processors.base import JobTypeRegistry
+from connectra.processors.base import JobTypeRegistry, tick_job
 from connectra.schedules import Schedule
-from connectra.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -27,21 +26,6 @@ MAX_SLEEP_SECONDS = 5.0
 # Woken this long after a tick, so that the tick is due by the database's clock too.
 TICK_MARGIN_SECONDS = 0.005
 RETRY_SECONDS = 2.0
-
-
-def tick_job(
-    registry: JobTypeRegistry, schedule: Schedule, settings: Settings | None = None
-) -> NewJob:
-    """The job of a schedule's tick: its data checked by its job type, whose defaults fill in
-    the queue and priority the schedule leaves out. Also how a new schedule is validated (with
-    `settings`, which add the checks that depend on them, such as the allowed buckets)."""
-    return registry.new_job(
-        schedule.job_type,
-        schedule.data,
-        queue=schedule.queue,
-        priority=schedule.priority,
-        settings=settings,
-    )
 
 
 class Scheduler:

@@ -1,39 +1,16 @@
-"""Group commit of a runner's two most frequent writes: starting a job and completing it.
+"""Group commit of a runner's most frequent writes: starting a job, completing it, heartbeats.
 
-Consumers hand a start or a completion to the writer and wait for it. The writer sends all
-starts and all completions waiting in one statement (two plain updates in one, so one round
-trip and one commit); while it is in flight, the next writes gather for the next round.
-Before taking a round, the writer lets every task that is ready run once (one pass of the
-event loop, no timer): consumers woken together, by the results of the last round, then join
-one round instead of the first of them going out alone and the rest in the next (measured
-without it: rounds of 1 and 9 rows in turn, and about 30 % fewer no-op jobs per second). An
-idle runner's write goes out at once, so this adds no latency; a busy runner commits once per
-round instead of twice per job. Each consumer waits for at most one write, so a round holds
-at most one write per consumer (three times `PARALLEL_JOBS`, see `runner.py`).
+Consumers hand a write to the writer and wait for it; all writes waiting go out as one statement
+(one round trip, one commit) while the next gather. Before a round the writer lets every ready
+task run once, and tells a round's completions only when the next round goes out (or after
+`ANSWER_PASSES` loop passes), so a busy runner commits once per round instead of twice per job.
+Each write keeps its own guard (state and holder): a job no longer ours fails alone with
+`JobLostError`; a database error fails every write of its round. The heartbeat goes through the
+writer between rounds, as two statements updating the same rows from two connections could
+deadlock.
 
-A round's completions are told to their waiters when the next round goes out (or, when none
-follows, after `ANSWER_PASSES` passes of the event loop, no timer): what a completion's waiter
-still does (a log line, then back to the queue for a slot) then runs while the next statement
-is in flight instead of delaying it. Starts are told at once: their handlers are what the next
-round waits for. Measured with one runner process draining no-op jobs, in four interleaved
-pairs: 5,383-7,035 against 5,281-6,481 jobs/s (medians 6,933 and 5,928).
-
-Measured with three runner processes on two cores: one statement per round instead of one
-for the starts and one for the completions gave about 15 % more no-op jobs per second and
-used less CPU per job in the runner and in PostgreSQL (about 80-86 against 88-90 us per job
-in the server). Earlier measurements had found one statement for both kinds costlier for
-PostgreSQL than two (215 against 160 us per job in one, 280 against 95 in another). Those ran
-before the guards were written so that no status index can serve them (see `queries.py`):
-the old guards let the planner scan a status index full of dead entries, which made a
-ten-row statement cost 1.4 ms when it was seen. The earlier runs were not repeated.
-
-Every write keeps its own guard (state and holder): a job that was not ours in the expected
-state fails with `JobLostError` alone, and a database error fails every write of its round,
-for each consumer to handle (retry or give up) exactly as for a write of its own.
-
-The runner's heartbeat goes through the writer too, between two rounds: two statements that
-update several of the same rows, in different orders, from two connections at once could
-deadlock. One after the other they cannot.
+Why: one commit per round, not per write, is what lets one runner drain short jobs quickly
+(measurements in bench/README.md, "Design measurements behind the code").
 """
 
 from __future__ import annotations

@@ -27,8 +27,8 @@ from connectra.jobs import FIRST_TIME, RETRY, JobStatus
 from connectra.objectstore import ObjectStore
 from connectra.processors.base import JobContext, JobTypeRegistry, Services
 from connectra.processors.demo import NOOP, SLEEP
-from connectra.processors.export_csv import EXPORT_CSV_FILE
-from connectra.processors.insert_csv import INSERT_CSV_FILE, InsertCsvData, run_insert_csv
+from connectra.processors.exporting.job_type import EXPORT_CSV_FILE
+from connectra.processors.importing.job_type import INSERT_CSV_FILE, InsertCsvData, run_insert_csv
 from connectra.retry import RetryPolicy
 from connectra.runners.runner import Runner, RunnerConfig, Stopping
 from connectra.settings import Settings, load_settings

@@ -241,7 +241,7 @@ async def test_a_tab_without_the_key_asks_for_it_before_acting(dashboard: Dashbo
 
     await browser.click("button[data-action=retry]")
     await browser.until(lambda d: d.find_element(By.ID, "key-form").is_displayed())
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.3)  # the point: no request goes out while the key is asked for
     assert await dashboard.status_of(uuid) is S.FAILED_FINAL, "acted without the key"
 
     await browser.type("#key-input", "not-the-key")

@@ -60,7 +60,7 @@ async def test_a_create_waits_for_an_announcement_that_started_after_it() -> Non
     # Two creates commit while the first announcement is on its way: it may have left
     # before their commits, so they need the next one, and share it.
     later = [asyncio.create_task(announcer.new_jobs()) for _ in range(2)]
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)  # they start (no hook tells when they wait)
     pool.release[0].set()
     await first
     await eventually(lambda: _true(len(pool.started) == 2))

@@ -568,10 +568,13 @@ async def test_get_a_bad_uuid_is_400_invalid_uuid(client: Client, bad: str) -> N
 # --- auth ---------------------------------------------------------------------------------
 
 
+# A fixed uuid of no job: test ids must be the same in every pytest-xdist worker.
+NO_SUCH_JOB = "00000000-0000-4000-8000-000000000000"
+
 ROUTES = [
     ("POST", "/common/jobs/create"),
     ("POST", "/common/jobs"),
-    ("GET", f"/common/jobs/{uuid4()}"),
+    ("GET", f"/common/jobs/{NO_SUCH_JOB}"),
 ]
 
 
@@ -653,7 +656,7 @@ async def test_unknown_common_route_is_401_without_key_and_404_with_it(client: C
     [
         ("GET", "/common/jobs", "POST"),
         ("PUT", "/common/jobs/create", "POST"),
-        ("DELETE", f"/common/jobs/{uuid4()}", "GET"),
+        ("DELETE", f"/common/jobs/{NO_SUCH_JOB}", "GET"),
         ("POST", "/healthz", "GET"),
     ],
 )

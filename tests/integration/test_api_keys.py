@@ -18,10 +18,11 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from connectra.api.access import ROUTE_SCOPES
 from connectra.api.app import create_app
-from connectra.api_keys import ApiKeyExistsError, ApiKeyNotFoundError, InvalidKeyNameError, Scope
+from connectra.api_keys import Scope
 from connectra.db import queries as q
 from connectra.db.api_key_store import ApiKeyStore, key_to_json
 from connectra.db.store import JobStore
+from connectra.errors import ApiKeyExistsError, ApiKeyNotFoundError, InvalidKeyNameError
 from connectra.jobs import JobStatus, NewJob
 from connectra.processors.registry import default_registry
 from connectra.settings import load_settings

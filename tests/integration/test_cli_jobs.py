@@ -120,7 +120,9 @@ async def test_create_wait_exits_by_how_the_job_ends_and_watches_through_retries
     done, failed, recovered = await asyncio.gather(
         run("jobs", "create", "noop", "--wait"),
         run("jobs", "create", "sleep", "--data", fails, "--wait"),
-        run("jobs", "create", "sleep", *retried, "--retry-interval", "1", "--wait"),
+        # The failed attempt waits 3 s for its retry: long enough for a poll (every 0.5 s) to
+        # see it even when the machine is busy.
+        run("jobs", "create", "sleep", *retried, "--retry-interval", "3", "--wait"),
     )
     code, out, err = done
     assert (code, json.loads(out)["status"]) == (0, "completed")
@@ -170,7 +172,7 @@ async def test_watch_prints_a_line_per_change_of_an_import_when_not_on_a_termina
     async def shows(text: str) -> bool:
         return text in watch.log_path.read_text()
 
-    await eventually(lambda: shows("processing"), within=10)
+    await eventually(lambda: shows("processing"), within=30)  # the process has started
     await report(pool, job["id"], 1200, 3, 1024**2)
     await eventually(lambda: shows("1,200 ok / 3 failed  50% of 2.0 MiB"), within=5)
     await report(pool, job["id"], 2400, 5, 2 * 1024**2)
@@ -212,7 +214,7 @@ async def test_ctrl_c_stops_watching_with_130_and_leaves_the_job_alone(
     async def watching() -> bool:
         return any(line.startswith("open  ") for line in watch.log_lines())
 
-    await eventually(watching, within=10)
+    await eventually(watching, within=30)  # the process has started
     watch.send(signal.SIGINT)
     code, out, err = await finished(watch)
     assert (code, out) == (130, "")

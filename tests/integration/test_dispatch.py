@@ -63,7 +63,7 @@ async def test_a_job_dispatched_in_a_transaction_exists_only_once_it_commits(
     try:
         async with conn.transaction():
             job = await jobs_registry.dispatch(conn, "bill", {"number": 7})
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.2)  # the point: no announcement while uncommitted
             assert listener.heard.empty(), "announced before the commit"
             other = await asyncpg.connect(database_url)
             try:
@@ -90,7 +90,7 @@ async def test_a_rolled_back_dispatch_leaves_no_job_and_no_announcement(
         assert await conn.fetchval("SELECT count(*) FROM jobs") == 0
     finally:
         await conn.close()
-    await asyncio.sleep(0.2)
+    await asyncio.sleep(0.2)  # the point: no announcement comes
     assert listener.heard.empty()
 
 

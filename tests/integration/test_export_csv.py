@@ -28,25 +28,24 @@ from elasticsearch import AsyncElasticsearch
 from elasticsearch.helpers import async_bulk
 
 from connectra.api.app import create_app
-from connectra.catalog import COMPANY, CONTACT, FieldType, Service, UnknownFieldError
+from connectra.catalog import COMPANY, CONTACT, FieldType, ServiceSchema
 from connectra.db.migrate import migrate
 from connectra.db.pool import create_pool
 from connectra.db.store import JobStore
-from connectra.errors import BucketNotConfiguredError
+from connectra.errors import BucketNotConfiguredError, SearchIndexNotFoundError, UnknownFieldError
 from connectra.jobs import NewJob
 from connectra.logs import BoundLogger
 from connectra.objectstore import ObjectStore
 from connectra.processors.base import JobContext, JobTypeRegistry, Services
-from connectra.processors.csv_format import RowFormatter
 from connectra.processors.demo import NOOP
-from connectra.processors.export_checkpoint import OpenUpload
-from connectra.processors.export_csv import EXPORT_CSV_FILE
-from connectra.processors.export_postgres import copy_export
-from connectra.processors.export_sources import SearchIndexNotFoundError
-from connectra.processors.export_sql import range_end, range_rows
-from connectra.processors.export_upload import Sink, write_export
+from connectra.processors.exporting.cells import RowFormatter
+from connectra.processors.exporting.checkpoint import OpenUpload
+from connectra.processors.exporting.job_type import EXPORT_CSV_FILE
+from connectra.processors.exporting.postgres_source import copy_export
+from connectra.processors.exporting.sql import range_end, range_rows
+from connectra.processors.exporting.upload import Sink, write_export
+from connectra.processors.exporting.vql import parse_vql, resolve_vql
 from connectra.processors.search_index import ensure_index, index_name
-from connectra.processors.vql import parse_vql, resolve_vql
 from connectra.search import make_es_client
 from connectra.settings import Settings, load_settings
 from tests.conftest import with_database
@@ -130,7 +129,7 @@ DATA = {CONTACT.name: CONTACTS, COMPANY.name: COMPANIES}
 # --- loading --------------------------------------------------------------------------
 
 
-async def insert_rows(pool: asyncpg.Pool, service: Service, rows: Sequence[Row]) -> None:
+async def insert_rows(pool: asyncpg.Pool, service: ServiceSchema, rows: Sequence[Row]) -> None:
     """Insert rows with plain SQL (the import job is not used here)."""
     names = list(rows[0])
     columns = ", ".join(names)
@@ -312,7 +311,7 @@ async def object_keys(objects: ObjectStore, bucket: str) -> list[str]:
 # --- reference -------------------------------------------------------------------------
 
 
-def expected_csv(service: Service, vql: dict[str, Any], keep: Callable[[Row], bool]) -> bytes:
+def expected_csv(service: ServiceSchema, vql: dict[str, Any], keep: Callable[[Row], bool]) -> bytes:
     """The CSV a plain reading of the query gives: kept rows in the query's order."""
     query = resolve_vql(parse_vql(vql), service)
     rows = [row for row in DATA[service.name] if keep(row)]
@@ -550,7 +549,7 @@ async def test_every_clause_gives_the_same_csv_from_postgres_and_elasticsearch(
     object_store: ObjectStore,
     s3_bucket: str,
     search: AsyncElasticsearch,
-    service: Service,
+    service: ServiceSchema,
     vql_part: dict[str, Any],
     keep: Callable[[Row], bool],
 ) -> None:
@@ -566,7 +565,7 @@ async def test_pages_of_1_3_7_and_one_big_page_give_the_same_bytes_from_both_sou
     object_store: ObjectStore,
     s3_bucket: str,
     search: AsyncElasticsearch,
-    service: Service,
+    service: ServiceSchema,
 ) -> None:
     order = [{"order_by": "country", "order_direction": "desc"}]
     order += [{"order_by": "email_verified_at" if service is CONTACT else "employees_count"}]
@@ -715,7 +714,7 @@ EDGE_TIMES += [BASE_TIME + timedelta(microseconds=m) for m in (1, 500_000, 999_9
 EDGE_TIMES += [datetime(2024, 6, 1, 23, 30, tzinfo=timezone(timedelta(hours=-5)))]
 
 
-async def copied(pool: asyncpg.Pool, service: Service, names: list[str]) -> bytes:
+async def copied(pool: asyncpg.Pool, service: ServiceSchema, names: list[str]) -> bytes:
     """The CSV the PostgreSQL source writes for these columns, in uuid order."""
     query = resolve_vql(parse_vql({"select_columns": names}), service)
     collected = Collected()
@@ -723,7 +722,7 @@ async def copied(pool: asyncpg.Pool, service: Service, names: list[str]) -> byte
     return bytes(collected.data)
 
 
-async def formatted(pool: asyncpg.Pool, service: Service, names: list[str]) -> bytes:
+async def formatted(pool: asyncpg.Pool, service: ServiceSchema, names: list[str]) -> bytes:
     """The same rows formatted in Python by csv_format, as Elasticsearch documents are."""
     query = resolve_vql(parse_vql({"select_columns": names}), service)
     rows = await pool.fetch(f"SELECT * FROM {service.table} ORDER BY uuid")

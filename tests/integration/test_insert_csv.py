@@ -21,21 +21,27 @@ from elasticsearch import AsyncElasticsearch
 
 from connectra.catalog import CONTACT
 from connectra.db.store import JobStore
-from connectra.errors import BucketNotConfiguredError, InvalidJobDataError
+from connectra.errors import (
+    BucketNotConfiguredError,
+    BucketNotFound,
+    DuplicateColumnsError,
+    EmptyFileError,
+    HeaderError,
+    InvalidJobDataError,
+    MissingColumnsError,
+    ObjectNotFound,
+    SearchBulkError,
+)
 from connectra.jobs import FIRST_TIME, Job, NewJob
 from connectra.logs import BoundLogger
-from connectra.objectstore import BucketNotFound, ObjectNotFound, ObjectStat, ObjectStore
-from connectra.processors import insert_csv, sinks
+from connectra.objectstore import ObjectStat, ObjectStore
 from connectra.processors.base import JobContext, Services
-from connectra.processors.csv_stream import CsvRecordReader
-from connectra.processors.insert_csv import INSERT_CSV_FILE, EmptyFileError
+from connectra.processors.importing import job_type as insert_csv
+from connectra.processors.importing import sinks
+from connectra.processors.importing.job_type import INSERT_CSV_FILE
+from connectra.processors.importing.reader import CsvRecordReader
+from connectra.processors.importing.sinks import PostgresSink
 from connectra.processors.registry import default_registry
-from connectra.processors.row_parsing import (
-    DuplicateColumnsError,
-    HeaderError,
-    MissingColumnsError,
-)
-from connectra.processors.sinks import PostgresSink, SearchBulkError
 from connectra.runners.runner import Runner, RunnerConfig, Stopping
 from connectra.settings import load_settings
 from tests.polling import eventually
@@ -357,14 +363,14 @@ async def test_an_unbalanced_quote_swallows_the_rest_into_one_bad_row(env: Env) 
     assert result["runtime_errors"] == ["line 3: unterminated quoted field"]
     assert result["failed_rows_s3_key"] == "in/q.failed.csv"
     failed = await env.failed_rows("in/q.failed.csv")
-    assert failed[0] == ["line", "error", *CONTACT_HEADER.split(",")]
+    assert failed[0] == ["line", "error", *CONTACT_HEADER.split(","), "raw"]
     assert failed[1][:2] == ["3", "unterminated quoted field"]
-    assert uid(1) in failed[1][2]
-    assert uid(2) in failed[1][2]
+    assert uid(1) in failed[1][-1]
+    assert uid(2) in failed[1][-1]
     assert list(await contacts(env.pool)) == [uid(0)]
 
 
-async def test_rows_with_the_wrong_number_of_fields_are_failed_with_their_fields(env: Env) -> None:
+async def test_rows_with_the_wrong_number_of_fields_are_failed_with_their_text(env: Env) -> None:
     lines = [CONTACT_HEADER, contact_line(0), f"{uid(1)},only,three", contact_line(2) + ",extra"]
     await env.put("in/w.csv", "\n".join(lines))
 
@@ -375,8 +381,8 @@ async def test_rows_with_the_wrong_number_of_fields_are_failed_with_their_fields
         "line 4: expected 14 fields, found 15",
     ]
     failed = await env.failed_rows("in/w.failed.csv")
-    assert failed[1] == ["3", "expected 14 fields, found 3", uid(1), "only", "three"]
-    assert failed[2][2:] == [*next(csv.reader([contact_line(2)])), "extra"]
+    assert failed[1] == ["3", "expected 14 fields, found 3", *[""] * 14, f"{uid(1)},only,three"]
+    assert failed[2][2:] == [*[""] * 14, contact_line(2) + ",extra"]
     assert list(await contacts(env.pool)) == [uid(0)]
 
 
@@ -392,8 +398,8 @@ async def test_invalid_utf8_fails_only_its_row(env: Env) -> None:
     assert result["runtime_errors"] == ["line 3: invalid UTF-8"]
     failed = await env.failed_rows("in/u.failed.csv")
     assert failed[1][:2] == ["3", "invalid UTF-8"]
-    assert failed[1][2].startswith(uid(1))
-    assert "\ufffd" in failed[1][2]
+    assert failed[1][-1].startswith(uid(1))
+    assert "\ufffd" in failed[1][-1]
     assert sorted(await contacts(env.pool)) == [uid(0), uid(2)]
 
 
@@ -461,7 +467,7 @@ async def test_a_record_over_the_size_limit_is_one_bad_row(
     assert sorted(await contacts(env.pool)) == [uid(0), uid(2)]
     failed = await env.failed_rows("in/huge.failed.csv")
     assert failed[1][:2] == ["3", "record too large"]
-    assert failed[1][2].startswith(uid(1))
+    assert failed[1][-1].startswith(uid(1))
 
 
 async def test_duplicate_uuids_keep_the_last_occurrence(env: Env) -> None:
@@ -515,7 +521,7 @@ async def test_bad_values_fail_their_rows_with_the_reason(env: Env) -> None:
     )  # naive: UTC
     failed = await env.failed_rows("in/bad.failed.csv")
     assert [row[0] for row in failed[1:]] == ["3", "4", "5", "6", "7", "9"]
-    assert failed[1][2:] == next(csv.reader([lines[2]]))
+    assert failed[1][2:] == [*next(csv.reader([lines[2]])), ""]
 
 
 async def test_runtime_errors_are_capped_but_counted(env: Env) -> None:

@@ -16,12 +16,13 @@ import asyncpg
 import pytest
 
 from connectra.db.store import JobStore
-from connectra.failures import is_transient
+from connectra.errors import ObjectChanged, ObjectStoreUnavailable
+from connectra.failure_policy import is_transient
 from connectra.jobs import FIRST_TIME, RETRY, Job, JobStatus, NewJob, RunnerKind
 from connectra.logs import BoundLogger
-from connectra.objectstore import ObjectChanged, ObjectStat, ObjectStore, ObjectStoreUnavailable
+from connectra.objectstore import ObjectStat, ObjectStore
 from connectra.processors.base import JobContext, Services
-from connectra.processors.insert_csv import INSERT_CSV_FILE
+from connectra.processors.importing.job_type import INSERT_CSV_FILE
 from connectra.processors.registry import default_registry
 from connectra.retry import RetryPolicy
 from connectra.runners.runner import Runner, RunnerConfig, Stopping
@@ -180,8 +181,8 @@ async def test_an_interrupted_import_resumes_from_its_checkpoint(env: Env) -> No
     assert result["resumed_from_line"] == saved["line"]
     assert result["messages"] == f"imported 55 rows, 5 failed (resumed from line {saved['line']})"
     failed = await env.failed_rows(FAILED_KEY)
-    assert failed[0] == ["line", "error", *CONTACT_HEADER.split(",")]
-    assert [row[:3] for row in failed[1:]] == [
+    assert failed[0] == ["line", "error", *CONTACT_HEADER.split(","), "raw"]
+    assert [[*row[:2], row[-1][:36]] for row in failed[1:]] == [
         [str(i + 2), "expected 14 fields, found 3", uid(i)] for i in sorted(bad)
     ]
     assert await env.pool.fetchval("SELECT count(*) FROM import_failed_rows") == 0

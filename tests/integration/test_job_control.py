@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -10,13 +11,13 @@ import asyncpg
 import pytest
 
 from connectra.bucket_policy import BucketPolicy
+from connectra.db.listener import Listener
 from connectra.db.store import JobStore
 from connectra.jobs import JobStatus, NewJob
 from connectra.objectstore import ObjectStore
-from connectra.processors.export_checkpoint import OpenUpload
+from connectra.processors.exporting.checkpoint import OpenUpload
 from connectra.processors.registry import default_registry
 from connectra.runners.maintenance import Cleaner
-from connectra.runners.notifier import Notifier
 from connectra.runners.runner import Runner, Stopping
 from connectra.settings import load_settings
 from tests.api_client import Client, started
@@ -71,11 +72,11 @@ async def test_a_queued_job_cancelled_before_it_starts_never_runs(
 ) -> None:
     first = await store.create(NewJob("sleep", {"seconds": 0.5}))
     second = await store.create(NewJob("sleep", {"seconds": 0}))
-    async with running(store, config(concurrency=1)):
+    async with running(store, config(concurrency=1)) as (runner, _):
         await eventually(lambda: _is(store, second.uuid, S.IN_QUEUE))
         await store.cancel(second.uuid)
         await eventually(lambda: _is(store, first.uuid, S.COMPLETED))
-        await asyncio.sleep(0.2)
+        await eventually(lambda: _true(runner.queue_depth() == runner.busy_slots() == 0))
     cancelled = await store.get(second.uuid)
     assert (cancelled.status, cancelled.attempts, cancelled.started_at) == (S.ABORTED, 0, None)
 
@@ -318,10 +319,10 @@ async def test_stale_uploads_under_the_export_prefix_are_aborted_unless_a_held_j
 async def test_new_jobs_are_announced_to_listeners(database_url: str, store: JobStore) -> None:
     heard: list[str] = []
     connected = asyncio.Event()
-    notifier = Notifier(database_url, heard.append, connected.set)
+    listener = Listener(database_url, heard.append, connected.set)
     stop = asyncio.Event()
     async with asyncio.TaskGroup() as tg:
-        tg.create_task(notifier.run(stop))
+        tg.create_task(listener.run(stop))
         await asyncio.wait_for(connected.wait(), 10)
         await store.create(NewJob("noop", {}))
         await eventually(lambda: _true(heard == ["open"]), within=5)
@@ -329,14 +330,17 @@ async def test_new_jobs_are_announced_to_listeners(database_url: str, store: Job
 
 
 async def test_the_listener_reconnects_after_its_connection_is_killed(
-    database_url: str, store: JobStore, pool: asyncpg.Pool
+    database_url: str, store: JobStore, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # An idle listener notices a dead connection at its next liveness check (every 15 s):
+    # sooner here.
+    monkeypatch.setattr(sys.modules[Listener.__module__], "LIVENESS_INTERVAL", 0.5)
     heard: list[str] = []
     connects: list[int] = []
-    notifier = Notifier(database_url, heard.append, lambda: connects.append(1))
+    listener = Listener(database_url, heard.append, lambda: connects.append(1))
     stop = asyncio.Event()
     async with asyncio.TaskGroup() as tg:
-        tg.create_task(notifier.run(stop))
+        tg.create_task(listener.run(stop))
         await eventually(lambda: _true(len(connects) == 1), within=10)
         await pool.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"

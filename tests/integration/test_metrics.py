@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from connectra import metrics as m
 from connectra.api.app import create_app
 from connectra.bucket_policy import BucketPolicy
+from connectra.db.listener import Listener
 from connectra.db.monitor_store import MonitorStore, RunnerPresence
 from connectra.db.store import JobStore
 from connectra.jobs import FIRST_TIME, JobStatus, NewJob
@@ -29,7 +30,6 @@ from connectra.monitoring.web import Monitor, monitoring_app
 from connectra.processors.registry import default_registry
 from connectra.retry import RetryPolicy
 from connectra.runners.maintenance import Cleaner, Rescuer
-from connectra.runners.notifier import Notifier
 from connectra.settings import load_settings
 from tests.integration.test_runners import config, running
 from tests.polling import eventually
@@ -308,9 +308,15 @@ async def test_api_readyz_reports_live_runners_and_no_live_runner_is_not_a_failu
             "problems": [],
         }
         async with running(store, config()):
-            body = await (await client.get("/readyz")).json()
-            assert body["runners"]["live"] == 1
-            assert 0 <= body["runners"]["last_seen_seconds"] < 5
+            answers: list[dict[str, Any]] = []
+
+            async def announced() -> bool:
+                answers.append(await (await client.get("/readyz")).json())
+                return bool(answers[-1]["runners"]["live"])  # the runner's first write
+
+            await eventually(announced, within=10)
+            assert answers[-1]["runners"]["live"] == 1
+            assert 0 <= answers[-1]["runners"]["last_seen_seconds"] < 5
         # A runner that stops deletes its row.
         body = await (await client.get("/readyz")).json()
         assert body["runners"] == {"live": 0, "last_seen_seconds": None}
@@ -404,11 +410,11 @@ async def test_runner_readyz_turns_unready_when_heartbeats_fail_and_the_runner_i
 async def test_runner_readyz_turns_unready_while_the_listener_is_disconnected(
     database_url: str, pool: asyncpg.Pool
 ) -> None:
-    notifier = Notifier(database_url, on_notify=lambda _: None, on_connect=lambda: None)
+    listener = Listener(database_url, on_notify=lambda _: None, on_connect=lambda: None)
     stop = asyncio.Event()
-    listening = asyncio.create_task(notifier.run(stop))
+    listening = asyncio.create_task(listener.run(stop))
     try:
-        monitor = Monitor(ProcessHealth(pool, (), notifier))
+        monitor = Monitor(ProcessHealth(pool, (), listener))
         async with client_of(monitoring_app(monitor)) as client:
             ready = _readiness_of(client)
 

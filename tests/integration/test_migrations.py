@@ -9,13 +9,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from connectra.db.migrate import (
-    MigrationError,
-    load_migrations,
-    migrate,
-    migrations_dir,
-    pending_migrations,
-)
+from connectra.db.migrate import load_migrations, migrate, migrations_dir, pending_migrations
+from connectra.errors import MigrationError
 
 
 async def test_migrate_applies_every_file_once(empty_database_url: str) -> None:

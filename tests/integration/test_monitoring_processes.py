@@ -151,5 +151,7 @@ async def test_a_runner_whose_metrics_port_is_taken_stops_with_one_line(spawn: S
         process = await spawn("jobs", "first_time", METRICS_PORT=str(port))
         assert await process.wait(60) == 1
     # The error line, beside the JSON log lines (written at exit by the log writer thread).
-    [error] = [line for line in process.log_lines() if not line.startswith("{")]
+    errors = [line for line in process.log_lines() if not line.startswith("{")]
+    assert len(errors) == 1, process.log_lines()
+    [error] = errors
     assert error.startswith(f"ERR_LISTEN: cannot listen on 127.0.0.1:{port} (METRICS_HOST, ")

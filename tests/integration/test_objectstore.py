@@ -12,15 +12,14 @@ import aiohttp
 import pytest
 from botocore.exceptions import BotoCoreError, ClientError
 
-from connectra.objectstore import (
-    MIN_PART_SIZE,
+from connectra.errors import (
     BucketNotFound,
     InvalidRange,
     ObjectChanged,
     ObjectNotFound,
-    ObjectStore,
     ObjectStoreUnavailable,
 )
+from connectra.objectstore import MIN_PART_SIZE, ObjectStore
 from tests.services import (  # noqa: F401
     S3_ACCESS_KEY_ID,
     S3_REGION,
@@ -188,7 +187,7 @@ async def test_abort_still_completes_when_the_task_is_cancelled_again_during_it(
     task.cancel()
     await abort_started.wait()
     task.cancel()
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)  # the point: the second cancel does not end the held abort
     assert not task.done()
     release_abort.set()
     with pytest.raises(asyncio.CancelledError):

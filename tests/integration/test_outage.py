@@ -129,7 +129,7 @@ async def test_api_and_runner_survive_a_database_restart(
         async with http.post("/common/jobs", json={}, headers=headers) as response:
             assert response.status == 503
             assert (await response.json())["error"].startswith("ERR_DATABASE_UNAVAILABLE")
-        await asyncio.sleep(2)
+        await asyncio.sleep(2)  # the point: both daemons live through a while without it
         assert [proc.returncode for proc in procs] == [None, None], "a daemon died"
 
         await asyncio.to_thread(private_server.start)

@@ -30,14 +30,21 @@ async def test_three_runner_processes_never_run_the_same_job_twice(
     spawn: Callable[..., Awaitable[Process]], store: JobStore, pool: asyncpg.Pool
 ) -> None:
     total = 300
-    await pool.executemany(
-        "INSERT INTO jobs (job_type, data) VALUES ('sleep', $1)",
-        [({"seconds": 0.01},) for _ in range(total)],
-    )
     runners = [
         await spawn("jobs", "first_time", PARALLEL_JOBS="4", JOB_IN_QUEUE_SIZE="10")
         for _ in range(3)
     ]
+
+    async def all_listening() -> bool:
+        return all(any(e.get("action") == "listen" for e in r.events()) for r in runners)
+
+    # The jobs come once every runner is up: on a busy machine, a runner still starting
+    # would find the others done with all of them (and the test would prove nothing).
+    await eventually(all_listening)
+    await pool.executemany(
+        "INSERT INTO jobs (job_type, data) VALUES ('sleep', $1)",
+        [({"seconds": 0.02},) for _ in range(total)],
+    )
 
     async def all_done() -> bool:
         return await status_count(pool, "completed") == total
@@ -98,7 +105,7 @@ async def test_a_second_signal_stops_at_once_despite_a_long_grace_period(
 
     await eventually(running)
     runner.send(signal.SIGTERM)
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5)  # the point: the process keeps running after one signal
     assert runner.proc.returncode is None, "the first signal must wait for the grace period"
     runner.send(signal.SIGINT)
     assert await runner.wait(15) == 0

@@ -54,6 +54,25 @@ async def running(
         await asyncio.wait_for(task, 30)
 
 
+class Returns:
+    """Counts the returns of one object's async method, patched for the test."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, target: object, name: str) -> None:
+        self.count = 0
+        method = getattr(target, name)
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await method(*args, **kwargs)
+            finally:
+                self.count += 1
+
+        monkeypatch.setattr(target, name, counted)
+
+    async def happened(self) -> bool:
+        return self.count > 0
+
+
 async def count(pool: asyncpg.Pool, status: str) -> int:
     return int(await pool.fetchval("SELECT count(*) FROM jobs WHERE status = $1", status))
 
@@ -150,7 +169,7 @@ async def test_retry_runner_honours_run_after(store: JobStore, pool: asyncpg.Poo
         await eventually(lambda: _all_in(pool, "failed", 1))
     failed_at = time.monotonic()
     async with running(store, config(RETRY, concurrency=1)):
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(1.0)  # the point: nothing may happen before run_after (2 s)
         assert (await store.get(job.uuid)).status is S.FAILED, "retried before run_after"
         await eventually(lambda: _all_in(pool, "completed", 1))
     assert time.monotonic() - failed_at >= 1.5
@@ -165,7 +184,7 @@ async def test_retry_count_zero_is_never_retried(store: JobStore, pool: asyncpg.
         await eventually(lambda: _all_in(pool, "failed_final", 1))
     assert (await store.get(job.uuid)).run_after is None
     async with running(store, config(RETRY, concurrency=1)):
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # the point: ten ticks of a retry runner leave the job alone
     final = await store.get(job.uuid)
     assert (final.status, final.attempts) == (S.FAILED_FINAL, 1)
     assert final.job_response["messages"] == "job failed (no retries left)"
@@ -181,7 +200,7 @@ async def test_a_job_is_failed_final_once_its_retries_are_used_up(
         await eventually(lambda: _all_in(pool, "failed", 1))
     async with running(store, config(RETRY, concurrency=1)):
         await eventually(lambda: _all_in(pool, "failed_final", 1))
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.3)  # the point: no further attempt in the next six ticks
     final = await store.get(job.uuid)
     assert (final.status, final.attempts, final.run_after) == (S.FAILED_FINAL, 3, None)
     assert len(final.job_response["runtime_errors"]) == 3
@@ -243,10 +262,11 @@ async def test_retry_runner_hands_back_to_failed_and_keeps_the_job_due(
 
 
 async def test_wake_claims_without_waiting_for_the_tick(
-    store: JobStore, pool: asyncpg.Pool
+    store: JobStore, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    idle = Returns(monkeypatch, store, "seconds_until_due")  # asked after an empty claim
     async with running(store, config(tick_interval=timedelta(minutes=5))) as (runner, _):
-        await asyncio.sleep(0.2)  # the first (empty) tick has happened
+        await eventually(idle.happened, within=5)  # the first (empty) tick has happened
         await store.create(NewJob("noop", {}))
         runner.wake()
         await eventually(lambda: _all_in(pool, "completed", 1), within=3)
@@ -366,7 +386,7 @@ async def test_handlers_never_outnumber_parallel_jobs_nor_waiting_writes_the_con
     async with running(store, config(concurrency=2), probe.registry()) as (runner, _):
         release = hold_completions(runner, monkeypatch)
         await eventually(probe.has_run(6))
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(0.2)  # the point: no seventh job starts while the writes wait
         # Two slots, six consumers: two handlers at a time, and once six jobs wait for their
         # writes no consumer is left to take a seventh.
         assert (probe.ran, probe.most) == (6, 2)

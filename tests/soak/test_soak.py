@@ -10,7 +10,8 @@ chaos the fleet drains, then every job must be finished exactly once and the imp
 must match the generated files row for row.
 
 `CONNECTRA_SOAK_SECONDS` sets the chaos period (default 60), `CONNECTRA_SOAK_SEED` the RNG seed.
-Run with `-s` to see the figures.
+Marked `soak`, so `make test` leaves it out: `make soak` (or `pytest -m soak`) runs it, and CI
+runs both. Run with `-s` to see the figures.
 """
 
 from __future__ import annotations

@@ -10,15 +10,9 @@ from datetime import UTC, datetime
 import pytest
 
 from connectra.api.access import MAX_CACHED, ROUTE_SCOPES, KeyRing, required_scope
-from connectra.api_keys import (
-    InvalidKeyNameError,
-    Scope,
-    check_key_name,
-    key_id_of,
-    new_secret,
-    secret_digest,
-)
+from connectra.api_keys import Scope, check_key_name, key_id_of, new_secret, secret_digest
 from connectra.db.api_key_store import StoredKey
+from connectra.errors import InvalidKeyNameError
 from connectra.settings import ConfigError, load_settings
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)

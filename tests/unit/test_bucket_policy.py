@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from connectra.bucket_policy import BucketNotAllowedError, BucketPolicy, KeyNotAllowedError
-from connectra.errors import BucketNotConfiguredError
+from connectra.bucket_policy import BucketPolicy
+from connectra.errors import BucketNotAllowedError, BucketNotConfiguredError, KeyNotAllowedError
 from connectra.settings import ConfigError, load_settings
 
 S3_VARIABLES = (

@@ -10,16 +10,16 @@ from uuid import UUID
 import pytest
 
 from connectra.catalog import COMPANY, CONTACT, FieldType
-from connectra.processors.csv_format import (
+from connectra.processors.csv_lines import csv_line
+from connectra.processors.exporting.cells import (
     RowFormatter,
-    csv_line,
     format_array,
     format_timestamp,
     format_value,
     join_lines,
 )
-from connectra.processors.row_parsing import parse_text_array
-from connectra.processors.vql import Column
+from connectra.processors.exporting.vql import Column
+from connectra.processors.importing.rows import parse_text_array
 
 T = FieldType
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from connectra.catalog import CONTACT
-from connectra.processors.csv_sql import copy_cells, restore_end_marker
-from connectra.processors.vql import Column
+from connectra.processors.exporting.cells_sql import copy_cells, restore_end_marker
+from connectra.processors.exporting.vql import Column
 
 
 def test_several_columns_turn_empty_text_into_null_and_one_column_null_into_empty() -> None:

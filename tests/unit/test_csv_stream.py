@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Iterable, Iterator
 
 import pytest
 
-from connectra.processors.csv_stream import (
+from connectra.processors.importing.reader import (
     INVALID_UTF8,
     RECORD_TOO_LARGE,
     STRAY_CARRIAGE_RETURN,

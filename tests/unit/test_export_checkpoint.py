@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from connectra.processors.export_checkpoint import OpenUpload
-from connectra.processors.import_checkpoint import Checkpoint
+from connectra.processors.exporting.checkpoint import OpenUpload
+from connectra.processors.importing.checkpoint import Checkpoint
 
 UPLOAD = OpenUpload("bucket-one", "exports/1.csv", "upload-1")
 

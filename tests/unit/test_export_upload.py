@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from connectra.processors.export_upload import BLOCK_BYTES, BUFFERED_BLOCKS, _Blocks
+from connectra.processors.exporting.upload import BLOCK_BYTES, BUFFERED_BLOCKS, _Blocks
 
 
 async def test_bytes_come_out_in_blocks_in_order_with_their_rows() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from connectra.objectstore import ObjectStat
-from connectra.processors.import_checkpoint import Checkpoint
+from connectra.processors.importing.checkpoint import Checkpoint
 
 SAVED = Checkpoint(
     offset=120,

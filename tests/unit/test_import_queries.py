@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from connectra.catalog import COMPANY, CONTACT
-from connectra.processors.import_queries import identifier, staging_create, staging_upsert
+from connectra.processors.importing.sql import identifier, staging_create, staging_upsert
 
 
 def test_identifiers_come_only_from_the_catalog() -> None:

@@ -15,10 +15,10 @@ from connectra.errors import (
     InvalidPriorityError,
     InvalidQueueError,
     InvalidRunAtError,
+    InvalidScheduleError,
     UnknownJobTypeError,
 )
 from connectra.jobs import parse_run_at
-from connectra.schedules import InvalidScheduleError
 
 
 class Webhook(BaseModel):

@@ -7,13 +7,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from connectra.catalog import COMPANY, CONTACT
-from connectra.processors.csv_stream import CsvRecord
-from connectra.processors.failed_rows import failed_rows_csv, failed_rows_key
-from connectra.processors.row_parsing import (
+from connectra.errors import DuplicateColumnsError, MissingColumnsError
+from connectra.processors.importing.batches import RecordBatch, Segment
+from connectra.processors.importing.blocks import parse_block
+from connectra.processors.importing.failed_rows import failed_rows_csv, failed_rows_key
+from connectra.processors.importing.reader import CsvRecord
+from connectra.processors.importing.rows import (
     MAX_INDEXED_TEXT_CHARS,
     BadRow,
-    DuplicateColumnsError,
-    MissingColumnsError,
     RowConverter,
     all_canonical_uuids,
     converter_for,
@@ -184,14 +185,59 @@ def test_bad_rows_are_reported_in_line_order_with_their_first_reason() -> None:
     out = converter.convert(records, check_nul=False)
     assert list(out.rows()) == [("Acme", U1, [], 5)]
     assert out.bad == [
-        BadRow(3, "invalid UTF-8", ["raw,text"]),
+        BadRow(3, "invalid UTF-8", [], "raw,text"),
         BadRow(4, "column name: a value is required", ["", "bad", "", "x", ""]),
-        BadRow(5, "expected 5 fields, found 1", ["short"]),
+        BadRow(5, "expected 5 fields, found 1", [], "short"),
         BadRow(
             6, "column industries: a JSON array must hold only strings: '[1]'", records[4].fields
         ),
     ]
     assert out.bad[1].message == "line 4: column name: a value is required"
+
+
+def test_a_quoted_empty_field_is_an_empty_string_for_text_and_null_for_other_types() -> None:
+    converter = RowConverter(
+        read_header(COMPANY, ["uuid", "name", "website", "industries", "employees_count"])
+    )
+    records = [
+        CsvRecord(2, 0, 3, [U1, "Acme", "", "", ""], quoted_empty=(2, 3, 4)),
+        CsvRecord(3, 0, 4, [U2, "", "", "", ""], quoted_empty=(1,)),
+        CsvRecord(4, 0, 5, ["", "Beta", "", "", ""], quoted_empty=(0,)),
+    ]
+    out = converter.convert(records, check_nul=False)
+    assert list(out.rows()) == [(U1, "Acme", "", [], None)]
+    assert [bad.reason for bad in out.bad] == [
+        "column name: a value is required",
+        "column uuid: a value is required",
+    ]
+
+
+def test_a_batch_quoting_every_field_keeps_every_empty_text_as_an_empty_string() -> None:
+    converter = RowConverter(read_header(COMPANY, ["uuid", "name", "website", "founded_year"]))
+    data = f'"{U1}","Acme","",""\n"{U2}","Beta","x",""\n'.encode()
+    block, _, _ = parse_block(data, 0, 2, 1 << 20, 99, final=False)
+    batch = RecordBatch([Segment(block, 0, len(block))])
+    assert batch.every_field_quoted()
+    out = converter.convert(batch, check_nul=False)
+    assert list(out.rows()) == [(U1, "Acme", "", None), (U2, "Beta", "x", None)]
+
+
+def test_quoted_empty_fields_stay_with_their_rows_when_rows_are_dropped() -> None:
+    converter = RowConverter(read_header(COMPANY, ["uuid", "name", "website", "city"]))
+    U3 = U2.replace("2", "3")
+    records = [
+        CsvRecord(2, 0, 3, [U1, "first", "", ""], quoted_empty=(2,)),
+        CsvRecord(3, 0, 4, [U2, "short"]),
+        CsvRecord(4, 0, 5, [U2, "other", "", ""]),
+        CsvRecord(5, 0, 6, [U1, "second", "", ""], quoted_empty=(3,)),
+        CsvRecord(6, 0, 7, [U3, "third", "", ""], quoted_empty=(2, 3)),
+    ]
+    out = converter.convert(records, check_nul=False)
+    assert list(out.rows()) == [
+        (U2, "other", None, None),
+        (U1, "second", None, ""),
+        (U3, "third", "", ""),
+    ]
 
 
 def test_the_last_of_duplicate_uuids_wins_and_every_row_counts() -> None:
@@ -247,6 +293,6 @@ def test_the_failed_rows_file_sits_next_to_the_source(key: str, expected: str) -
     assert failed_rows_key(key) == expected
 
 
-def test_failed_rows_are_csv_lines_with_line_and_reason_first() -> None:
-    rows = [BadRow(3, "bad, really", ["a", 'b"c']), BadRow(9, "invalid UTF-8", ["x\ny"])]
-    assert failed_rows_csv(rows) == b'3,"bad, really",a,"b""c"\r\n9,invalid UTF-8,"x\ny"\r\n'
+def test_failed_rows_are_csv_lines_with_line_and_reason_first_and_raw_text_last() -> None:
+    rows = [BadRow(3, "bad, really", ["a", 'b"c']), BadRow(9, "invalid UTF-8", [], "x\ry")]
+    assert failed_rows_csv(rows, 2) == (b'3,"bad, really",a,"b""c",\n9,invalid UTF-8,,,"x\ry"\n')

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from connectra.errors import InvalidPriorityError, InvalidQueueError
-from connectra.schedules import InvalidScheduleError, Schedule
+from connectra.errors import InvalidPriorityError, InvalidQueueError, InvalidScheduleError
+from connectra.schedules import Schedule
 
 
 def at(text: str) -> datetime:

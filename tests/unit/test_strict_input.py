@@ -9,9 +9,14 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from connectra.api.payloads import idempotency_key
-from connectra.errors import InvalidIdempotencyKeyError, InvalidQueueError, InvalidRunAtError
+from connectra.errors import (
+    InvalidIdempotencyKeyError,
+    InvalidQueueError,
+    InvalidRunAtError,
+    InvalidScheduleError,
+)
 from connectra.jobs import NewJob, check_queue, parse_run_at
-from connectra.schedules import InvalidScheduleError, Schedule, check_cron, check_schedule_name
+from connectra.schedules import Schedule, check_cron, check_schedule_name
 
 
 def test_a_queue_name_with_a_trailing_newline_is_refused() -> None:

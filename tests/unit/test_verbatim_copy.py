@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from connectra.catalog import COMPANY, CONTACT, Service
-from connectra.processors.csv_batches import BatchCutter, RecordBatch
-from connectra.processors.csv_stream import CsvRecordReader
-from connectra.processors.row_parsing import RowConverter, read_header
-from connectra.processors.verbatim_copy import verbatim_csv
+from connectra.catalog import COMPANY, CONTACT, ServiceSchema
+from connectra.processors.importing.batches import BatchCutter, RecordBatch
+from connectra.processors.importing.reader import CsvRecordReader
+from connectra.processors.importing.rows import RowConverter, read_header
+from connectra.processors.importing.verbatim_copy import verbatim_csv
 
 U1 = "6f1c2a8e-0d1b-4c7e-9a55-1f0e2d3c4b5a"
 U2 = "00000000-0000-0000-0000-000000000002"
 HEADER = "uuid,first_name,company_id,email_verified_at"
 
 
-def verbatim(source: str, service: Service = CONTACT, chunk: int = 1 << 20) -> bytes | None:
+def verbatim(source: str, service: ServiceSchema = CONTACT, chunk: int = 1 << 20) -> bytes | None:
     """The bytes the first batch of `source` is COPYed as, or None for converted rows."""
     data = source.encode()
     reader = CsvRecordReader()

@@ -9,17 +9,18 @@ from uuid import UUID
 
 import pytest
 
-from connectra.catalog import COMPANY, CONTACT, UnknownFieldError, UnknownServiceError
-from connectra.errors import ConnectraError, InvalidJobDataError
-from connectra.processors.export_csv import EXPORT_CSV_FILE, ExportCsvData, export_key
-from connectra.processors.export_sql import quote_identifier, range_end, range_rows
-from connectra.processors.vql import (
+from connectra.catalog import COMPANY, CONTACT
+from connectra.errors import (
+    ConnectraError,
+    InvalidJobDataError,
     InvalidVqlError,
     MissingSelectColumnsError,
-    RangeOp,
-    parse_vql,
-    resolve_vql,
+    UnknownFieldError,
+    UnknownServiceError,
 )
+from connectra.processors.exporting.job_type import EXPORT_CSV_FILE, ExportCsvData, export_key
+from connectra.processors.exporting.sql import quote_identifier, range_end, range_rows
+from connectra.processors.exporting.vql import RangeOp, parse_vql, resolve_vql
 
 SEED_MESSAGE = (
     "ERR_MISSING_SELECT_COLUMNS: 'select_columns' is required for export operations; "

@@ -1,18 +1,18 @@
-"""The select list whose `COPY ... (FORMAT csv)` output is exactly `csv_format`'s cells.
+"""The select list whose `COPY ... (FORMAT csv)` output is exactly the cells `cells` writes.
 
 PostgreSQL's COPY quotes a field holding the delimiter, a double quote, CR or LF, doubling inner
-quotes, and leaves every other field bare: the same rule as `csv_format.csv_field`. Lines end in
+quotes, and leaves every other field bare: the same rule as `csv_lines.csv_field`. Lines end in
 "\\n" on every platform when COPY writes to the client. The select list only has to turn each
-value into the text `csv_format` writes, and to undo three differences in how COPY marks
+value into the text `cells` writes, and to undo three differences in how COPY marks
 emptiness and end of data:
 
 - COPY writes NULL as an empty field and quotes an empty string (`""`) to tell the two apart;
-  `csv_format` writes both as an empty field. With several columns, empty text is turned into
+  `cells` writes both as an empty field. With several columns, empty text is turned into
   NULL (`nullif`), so every empty cell is bare.
-- A row of one empty field is `""` in `csv_format` (not a blank line). With one column, NULL is
+- A row of one empty field is `""` in `cells` (not a blank line). With one column, NULL is
   turned into an empty string instead (`coalesce`), which COPY writes as `""`.
 - COPY quotes a single-column row holding exactly `\\.` (psql's end-of-data marker) as `"\\."`;
-  `csv_format` leaves it bare. `restore_end_marker` unquotes such rows in COPY's output.
+  `cells` leaves it bare. `restore_end_marker` unquotes such rows in COPY's output.
 
 Per type: text as is; text[] joined with ";" (NULL elements left out, as `array_to_string`
 does), or as a compact JSON array when an element holds ";" or "["; uuid and integers in their
@@ -26,11 +26,11 @@ import re
 from collections.abc import Sequence
 
 from connectra.catalog import FieldType
-from connectra.processors.vql import Column
+from connectra.processors.exporting.vql import Column
 
 # COLLATE "C": under a nondeterministic collation, a string of ignorable characters equals ''.
 COPY_TEXT = """nullif({value} COLLATE "C", '')"""
-# array_to_json escapes exactly as csv_format's JSON encoder does (tested on edge values).
+# array_to_json escapes exactly as cells' JSON encoder does (tested on edge values).
 COPY_ARRAY = """CASE WHEN strpos(array_to_string({value}, ''), ';') > 0
     OR strpos(array_to_string({value}, ''), '[') > 0
     THEN array_to_json(array_remove({value}, NULL))::text

@@ -8,7 +8,7 @@ Elasticsearch pages are fetched no further ahead, and PostgreSQL's COPY pauses. 
 the waiting blocks, the part being filled and what the source holds, whatever the export's size.
 
 An export that fails or is cancelled leaves no object and no pending upload; `on_upload` hears
-of the multipart upload before its first part is sent (see `export_checkpoint`). Progress
+of the multipart upload before its first part is sent (see `checkpoint`). Progress
 (`number_records_processed`) is reported at most once a second, and once at the end.
 """
 

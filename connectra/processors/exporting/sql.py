@@ -9,7 +9,7 @@ A range is bounded by keyset conditions on the sort keys, never by OFFSET or LIM
 the previous range's last keys, up to and including its own last keys (`range_rows`), which a
 short query finds first (`range_end`). Ranges therefore partition the key space: a row present
 throughout the export is in exactly one of them whatever changes in between. The rows are
-selected as the cells `csv_sql` writes, for `COPY (...) TO STDOUT WITH (FORMAT csv)`.
+selected as the cells `cells_sql` writes, for `COPY (...) TO STDOUT WITH (FORMAT csv)`.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from connectra.catalog import Field, FieldType
-from connectra.processors.csv_sql import copy_cells
-from connectra.processors.vql import (
+from connectra.processors.exporting.cells_sql import copy_cells
+from connectra.processors.exporting.vql import (
     ExportQuery,
     KeywordFilter,
     RangeFilter,

@@ -42,8 +42,8 @@ from pydantic import (
 )
 from pydantic import Field as ModelField
 
-from connectra.catalog import Field, FieldType, Service
-from connectra.errors import RequestError
+from connectra.catalog import Field, FieldType, ServiceSchema
+from connectra.errors import InvalidVqlError, MissingSelectColumnsError
 
 MAX_PAGE_SIZE = 10_000
 DEFAULT_PAGE_SIZE = 500
@@ -58,18 +58,6 @@ _KEYWORD_TYPES = frozenset(
 )
 _RANGE_TYPES = frozenset({FieldType.INTEGER, FieldType.BIGINT, FieldType.TIMESTAMP})
 _SORT_TYPES = frozenset(FieldType) - {FieldType.TEXT_ARRAY}
-
-
-class MissingSelectColumnsError(RequestError):
-    """'select_columns' is required for export operations; specify at least one column to include in the output"""  # noqa: E501
-
-    code = "ERR_MISSING_SELECT_COLUMNS"
-
-
-class InvalidVqlError(RequestError):
-    """the 'vql' query is not valid"""
-
-    code = "ERR_INVALID_VQL"
 
 
 class RangeOp(StrEnum):
@@ -200,7 +188,7 @@ class SortKey:
 class ExportQuery:
     """A VQL query checked against a service: only catalog fields and typed values."""
 
-    service: Service
+    service: ServiceSchema
     columns: tuple[Column, ...]
     keyword_filters: tuple[KeywordFilter, ...]
     range_filters: tuple[RangeFilter, ...]
@@ -213,7 +201,7 @@ class ExportQuery:
         return [column.header for column in self.columns]
 
 
-def resolve_vql(vql: Vql, service: Service) -> ExportQuery:
+def resolve_vql(vql: Vql, service: ServiceSchema) -> ExportQuery:
     """Check every field and value of the query against the service; ERR_UNKNOWN_FIELD or
     ERR_INVALID_VQL on the first problem."""
     keyword = vql.where.keyword_match
@@ -235,7 +223,7 @@ def resolve_vql(vql: Vql, service: Service) -> ExportQuery:
 
 
 def _keyword_filters(
-    service: Service, clauses: dict[str, Scalar | list[Scalar]], *, negated: bool
+    service: ServiceSchema, clauses: dict[str, Scalar | list[Scalar]], *, negated: bool
 ) -> list[KeywordFilter]:
     """The keyword filters of one clause."""
     where = "must_not" if negated else "must"
@@ -276,7 +264,7 @@ def _integer(field: Field, value: str | int, path: str) -> int:
 
 
 def _range_filters(
-    service: Service, clauses: dict[str, RangeBounds], *, negated: bool
+    service: ServiceSchema, clauses: dict[str, RangeBounds], *, negated: bool
 ) -> list[RangeFilter]:
     """The range filters of one clause."""
     where = "must_not" if negated else "must"
@@ -316,7 +304,7 @@ def millisecond_timestamp(value: str, path: str) -> datetime:
     return aware.replace(microsecond=aware.microsecond // 1000 * 1000)
 
 
-def _sort_keys(service: Service, order_by: list[OrderBy]) -> tuple[SortKey, ...]:
+def _sort_keys(service: ServiceSchema, order_by: list[OrderBy]) -> tuple[SortKey, ...]:
     """The sort keys asked for, then the uuid tiebreak unless uuid is already a key."""
     keys: list[SortKey] = []
     for position, item in enumerate(order_by):

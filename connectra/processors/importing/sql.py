@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import lru_cache
 
-from connectra.catalog import Service
+from connectra.catalog import ServiceSchema
 
 # A temporary table with the service's field columns; ON COMMIT DELETE ROWS empties it after
 # every batch, so one table serves the whole job on the connection the job holds.
@@ -69,25 +69,25 @@ LIMIT $3
 FAILED_ROWS_DELETE = "DELETE FROM import_failed_rows WHERE job_id = $1"
 
 
-def identifier(service: Service, name: str) -> str:
+def identifier(service: ServiceSchema, name: str) -> str:
     """A quoted column name, only if it is one of the service's fields."""
     if name not in service.field_names:
         raise ValueError(f"{name!r} is not a field of {service.name!r}")
     return f'"{name}"'
 
 
-def staging_table(service: Service) -> str:
+def staging_table(service: ServiceSchema) -> str:
     """The name of the service's staging table."""
     return f"import_staging_{service.name}"
 
 
-def _column_list(service: Service, names: Iterable[str], prefix: str = "") -> str:
+def _column_list(service: ServiceSchema, names: Iterable[str], prefix: str = "") -> str:
     """Quoted, comma-separated columns, each with an optional table prefix."""
     return ", ".join(prefix + identifier(service, name) for name in names)
 
 
 @lru_cache(maxsize=8)
-def staging_create(service: Service) -> str:
+def staging_create(service: ServiceSchema) -> str:
     """CREATE the service's staging table."""
     return STAGING_CREATE.format(
         staging=staging_table(service),
@@ -97,13 +97,13 @@ def staging_create(service: Service) -> str:
 
 
 @lru_cache(maxsize=8)
-def staging_drop(service: Service) -> str:
+def staging_drop(service: ServiceSchema) -> str:
     """DROP the service's staging table."""
     return STAGING_DROP.format(staging=staging_table(service))
 
 
 @lru_cache(maxsize=64)
-def staging_upsert(service: Service, names: tuple[str, ...]) -> str:
+def staging_upsert(service: ServiceSchema, names: tuple[str, ...]) -> str:
     """Move the staged rows into the service's table; only `names` are written."""
     updated = [name for name in names if name != "uuid"]
     if not updated:

@@ -12,8 +12,9 @@ otherwise the batch is sent as converted rows (`copy_records_to_table`), which i
 - Only the kept rows are sent: bad rows and all but the last row of a duplicated uuid are cut.
 - Each value reads the same: uuids in canonical form, integers as plain ASCII digits, timestamps
   in the ISO 8601 forms both parsers agree on (at most 6 fractional digits; an offset PostgreSQL
-  accepts; none means UTC, so the COPY runs with `TimeZone` UTC). Empty fields are NULL in both
-  (`FORCE_NULL` covers a quoted empty field). Text is stored as written by both.
+  accepts; none means UTC, so the COPY runs with `TimeZone` UTC). With no quote, every empty
+  field is unquoted: NULL in both (a quoted `""`, the empty string in both for text, never gets
+  here). Text is stored as written by both.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import re
 from collections.abc import Callable, Sequence
 
 from connectra.catalog import FieldType
-from connectra.processors.csv_batches import RecordBatch
-from connectra.processors.row_parsing import ConvertedBatch, RowLayout, all_canonical_uuids
+from connectra.processors.importing.batches import RecordBatch
+from connectra.processors.importing.rows import ConvertedBatch, RowLayout, all_canonical_uuids
 
 _INTEGER = r"-?[0-9]+"
 _OFFSET = r"(?:Z|[+-](?:0[0-9]|1[0-4]):[0-5][0-9])"

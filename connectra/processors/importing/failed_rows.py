@@ -1,8 +1,12 @@
 """The failed-rows CSV of an import: every bad row, uploaded next to the source file.
 
-Columns are `line,error,<the source's header columns...>`; a record that could not be split into
-fields has its raw text in the first source column. The object is only created once a bad row
-comes, and is streamed with a multipart upload, so memory stays bounded.
+Columns are `line,error,<the source's header columns...>,raw`. A row that was split into the
+header's number of fields has them in the source columns and an empty `raw`; one that could not
+be decoded (invalid UTF-8, replaced by U+FFFD), could not be parsed (an unterminated quote, a
+stray carriage return, a record too large: its first 4 KiB) or had another number of fields has
+its text, without its line end, in `raw` and empty source columns. Lines end in LF and fields are
+quoted as exports quote them (`csv_lines`). The object is only created once a bad row comes,
+and is streamed with a multipart upload, so memory stays bounded.
 
 So that a resumed import loses none of them, bad rows are not uploaded as they come: each batch's
 rows are stored in PostgreSQL (`sinks.FailedRowsSink`, one CSV line per row, keyed by job and
@@ -13,14 +17,13 @@ finishes streams them into this file in line order, then deletes them.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Self
 
 from connectra.objectstore import MultipartWriter, ObjectStore
-from connectra.processors.row_parsing import BadRow
+from connectra.processors.csv_lines import LINE_TERMINATOR, csv_line
+from connectra.processors.importing.rows import BadRow
 
 
 def failed_rows_key(s3_key: str) -> str:
@@ -29,16 +32,24 @@ def failed_rows_key(s3_key: str) -> str:
     return f"{stem}.failed.csv"
 
 
-def failed_rows_csv(rows: Sequence[BadRow]) -> bytes:
-    """The CSV lines of bad rows, ready to append to the file."""
-    buffer = io.StringIO()
-    csv.writer(buffer).writerows([row.line, row.reason, *row.fields] for row in rows)
-    return buffer.getvalue().encode()
+def _csv_text(fields: Sequence[str]) -> bytes:
+    """One line of the failed-rows file, its end included."""
+    return (csv_line(fields) + LINE_TERMINATOR).encode()
 
 
-def failed_rows_lines(rows: Sequence[BadRow]) -> list[tuple[int, bytes]]:
+def failed_rows_csv(rows: Sequence[BadRow], width: int) -> bytes:
+    """The CSV lines of bad rows of a file whose header has `width` columns."""
+    return b"".join(_csv_text(_cells(row, width)) for row in rows)
+
+
+def _cells(row: BadRow, width: int) -> list[str]:
+    """A bad row's cells: line, error, its fields (or as many empty cells), raw text."""
+    return [str(row.line), row.reason, *(row.fields or [""] * width), row.raw]
+
+
+def failed_rows_lines(rows: Sequence[BadRow], width: int) -> list[tuple[int, bytes]]:
     """Each bad row's line number and its line of the failed-rows CSV."""
-    return [(row.line, failed_rows_csv([row])) for row in rows]
+    return [(row.line, failed_rows_csv([row], width)) for row in rows]
 
 
 class FailedRowsFile:
@@ -48,7 +59,7 @@ class FailedRowsFile:
         self._objects = objects
         self._bucket = bucket
         self._key = key
-        self._header = ["line", "error", *header]
+        self._header = ["line", "error", *header, "raw"]
         self._stack = contextlib.AsyncExitStack()
         self._writer: MultipartWriter | None = None
 
@@ -62,9 +73,7 @@ class FailedRowsFile:
         if self._writer is None:
             upload = self._objects.multipart_upload(self._bucket, self._key)
             self._writer = await self._stack.enter_async_context(upload)
-            buffer = io.StringIO()
-            csv.writer(buffer).writerow(self._header)
-            await self._writer.write(buffer.getvalue().encode())
+            await self._writer.write(_csv_text(self._header))
         await self._writer.write(data)
 
     async def __aenter__(self) -> Self:

@@ -2,7 +2,7 @@
 
 A bool query sorted with `missing: _last` and paged with `search_after` (not point-in-time, which
 OpenSearch-compatible test servers lack). It gives the records the PostgreSQL source
-(`export_postgres`) gives, in the same order (see `export_sql` and `vql` for how).
+(`postgres_source`) gives, in the same order (see `sql` and `vql` for how).
 
 Both assume what the import writes: uuids in lowercase canonical form in the index, and text
 values shorter than the keyword `ignore_above` (8191), past which Elasticsearch neither matches
@@ -18,29 +18,14 @@ from uuid import UUID
 
 from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError, TransportError
 
-from connectra.errors import ConnectraError
-from connectra.processors.vql import ExportQuery, KeywordFilter, RangeFilter, SortKey
+from connectra.errors import (
+    SearchIndexNotFoundError,
+    SearchRequestError,
+    SearchUnavailableError,
+)
+from connectra.processors.exporting.vql import ExportQuery, KeywordFilter, RangeFilter, SortKey
 
 Source = Mapping[str, Any]
-
-
-class SearchIndexNotFoundError(ConnectraError):
-    """the service's Elasticsearch index does not exist"""
-
-    code = "ERR_SEARCH_INDEX_NOT_FOUND"
-
-
-class SearchUnavailableError(ConnectraError):
-    """Elasticsearch is unreachable or failing; try again later"""
-
-    code = "ERR_SEARCH_UNAVAILABLE"
-    transient = True
-
-
-class SearchRequestError(ConnectraError):
-    """Elasticsearch refused the export query"""
-
-    code = "ERR_SEARCH_REQUEST_FAILED"
 
 
 def search_body(query: ExportQuery) -> dict[str, Any]:

@@ -11,10 +11,11 @@ rows.
 
 Bad rows never fail the job: they are counted, listed (capped) in `runtime_errors` and written
 to a failed-rows CSV next to the source (see `failed_rows`). Conversion rules, including
-"empty means NULL" and "the last duplicate uuid wins", are in `row_parsing`.
+"an unquoted empty field is NULL, a quoted one the empty string" and "the last duplicate uuid
+wins", are in `rows`.
 
 Imports resume. Once a batch is committed in every sink (its bad rows included, which are kept
-in PostgreSQL until the end), the attempt saves a checkpoint on the job row (`import_checkpoint`):
+in PostgreSQL until the end), the attempt saves a checkpoint on the job row (`checkpoint`):
 the byte offset and line after the batch, the totals, the header and the object's ETag. The next
 attempt, automatic or a manual retry, reads the header from the checkpoint, fetches only the rest
 of the object with a ranged GET and carries the line numbers and totals on; batches written after
@@ -37,29 +38,32 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validat
 
 from connectra import metrics
 from connectra.bucket_policy import BucketPolicy
-from connectra.catalog import Service, service_named
-from connectra.errors import ConnectraError, ServiceNotConfiguredError
+from connectra.catalog import ServiceSchema, service_named
+from connectra.errors import (
+    ConnectraError,
+    EmptyFileError,
+    HeaderError,
+    ServiceNotConfiguredError,
+)
 from connectra.objectstore import ObjectStat, ObjectStore
 from connectra.processors.base import JobContext, JobType, settings_of
-from connectra.processors.csv_batches import BatchCutter, RecordBatch
-from connectra.processors.csv_stream import MAX_RECORD_BYTES, CsvRecordReader, RecordBlock
-from connectra.processors.failed_rows import FailedRowsFile, failed_rows_key, failed_rows_lines
-from connectra.processors.import_checkpoint import Checkpoint
-from connectra.processors.row_parsing import (
-    ConvertedBatch,
-    HeaderError,
-    RowConverter,
-    RowLayout,
-    read_header,
+from connectra.processors.importing.batches import BatchCutter, RecordBatch
+from connectra.processors.importing.checkpoint import Checkpoint
+from connectra.processors.importing.failed_rows import (
+    FailedRowsFile,
+    failed_rows_key,
+    failed_rows_lines,
 )
-from connectra.processors.sinks import (
+from connectra.processors.importing.reader import MAX_RECORD_BYTES, CsvRecordReader, RecordBlock
+from connectra.processors.importing.rows import ConvertedBatch, RowConverter, RowLayout, read_header
+from connectra.processors.importing.sinks import (
     FailedRowsSink,
     FilterSink,
     FilterValue,
     PostgresSink,
     SearchSink,
 )
-from connectra.processors.verbatim_copy import verbatim_csv
+from connectra.processors.importing.verbatim_copy import verbatim_csv
 
 QUEUE_BATCHES = 1
 # How long an interrupted import waits for its last report to land.
@@ -96,12 +100,6 @@ def import_bucket(data: InsertCsvData, policy: BucketPolicy) -> str:
     policy.check(bucket, data.s3_key)
     policy.check(bucket, failed_rows_key(data.s3_key))
     return bucket
-
-
-class EmptyFileError(ConnectraError):
-    """the CSV file is empty: it has no header row"""
-
-    code = "ERR_EMPTY_FILE"
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +181,7 @@ class CsvImport:
         ctx: JobContext,
         objects: ObjectStore,
         pool: asyncpg.Pool,
-        service: Service,
+        service: ServiceSchema,
         bucket: str,
         key: str,
     ) -> None:
@@ -519,7 +517,7 @@ def _prepare(
     return PreparedBatch(
         # Rows COPYed as CSV are not needed again: only their counts are kept.
         converted=converted if csv is None else _counts(converted),
-        failed_lines=failed_rows_lines(converted.bad),
+        failed_lines=failed_rows_lines(converted.bad, converter.width),
         filter_values=sinks.filters.values(converted.columns),
         search_actions=search.actions(converted.rows()) if search is not None else [],
         end=Position(*batch.end()),

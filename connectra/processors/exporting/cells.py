@@ -10,15 +10,12 @@ Per field type:
   when the microseconds are non-zero (`2021-12-23T20:27:13.529903Z`);
 - NULL or missing: an empty cell.
 
-Files are UTF-8 without BOM, comma-separated, lines ending in "\\n" (as psql's COPY and Go's
-encoding/csv write them). A field holding a comma, a double quote, CR or LF is enclosed in double
-quotes, inner quotes doubled (RFC 4180); other fields are bare. A row of one empty field is
-written `""` so it is not a blank line. The header row is `select_columns` as given. (Python's
-csv.writer is not used: with a "\\n" line end it leaves a lone CR unquoted.)
+Files are UTF-8 without BOM, lines as `csv_lines` writes them (ending in "\\n", as psql's COPY
+and Go's encoding/csv write them). The header row is `select_columns` as given.
 
 Elasticsearch `_source` values are JSON; they are parsed to Python values and formatted here.
-PostgreSQL writes the same lines itself with COPY (`csv_sql`), which is several times faster
-than decoding and formatting its rows in Python; the export tests compare the two byte for byte.
+PostgreSQL writes the same lines itself with COPY (`cells_sql`); the export tests compare the
+two byte for byte.
 """
 
 from __future__ import annotations
@@ -31,27 +28,11 @@ from typing import Any
 from uuid import UUID
 
 from connectra.catalog import FieldType
-from connectra.processors.vql import Column
+from connectra.processors.csv_lines import LINE_TERMINATOR, csv_line
+from connectra.processors.exporting.vql import Column
 
-LINE_TERMINATOR = "\n"
 ARRAY_SEPARATOR = ";"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-_NEEDS_QUOTES = re.compile(r'[",\r\n]')
-
-
-def csv_field(text: str) -> str:
-    """The field, quoted if it holds a delimiter, a quote or a line break."""
-    if _NEEDS_QUOTES.search(text):
-        return '"' + text.replace('"', '""') + '"'
-    return text
-
-
-def csv_line(fields: Sequence[str]) -> str:
-    """One CSV line, without its end."""
-    if len(fields) == 1 and not fields[0]:
-        return '""'
-    return ",".join([csv_field(field) for field in fields])
 
 
 def format_timestamp(value: datetime) -> str:

@@ -18,11 +18,16 @@ from elastic_transport import TransportError
 from elasticsearch import ApiError, AsyncElasticsearch
 from elasticsearch.helpers import async_bulk
 
-from connectra.catalog import FieldType, Service
-from connectra.db.pool import DATABASE_DOWN
-from connectra.errors import ConnectraError, DatabaseUnavailableError
-from connectra.processors import import_queries as q
-from connectra.processors.row_parsing import Row, RowLayout, Value
+from connectra.catalog import FieldType, ServiceSchema
+from connectra.db.driver_errors import DATABASE_DOWN
+from connectra.errors import (
+    DatabaseUnavailableError,
+    SearchBulkError,
+    SearchError,
+    SearchUnavailableError,
+)
+from connectra.processors.importing import sql as q
+from connectra.processors.importing.rows import Row, RowLayout, Value
 from connectra.processors.search_index import ensure_index
 
 FILTER_CACHE_MAX = 100_000
@@ -34,25 +39,6 @@ BULK_MAX_RETRIES = 2
 SHOWN_BULK_ERRORS = 3
 
 FilterValue = tuple[str, str]
-
-
-class SearchError(ConnectraError):
-    """the Elasticsearch request failed"""
-
-    code = "ERR_ELASTICSEARCH"
-
-
-class SearchBulkError(SearchError):
-    """Elasticsearch refused documents of a bulk request"""
-
-    code = "ERR_ELASTICSEARCH_BULK"
-
-
-class SearchUnavailableError(SearchError):
-    """Elasticsearch is unreachable or overloaded; try again later"""
-
-    code = "ERR_ELASTICSEARCH_UNAVAILABLE"
-    transient = True
 
 
 @contextlib.contextmanager
@@ -83,7 +69,7 @@ class PostgresSink:
     """
 
     def __init__(
-        self, conns: Sequence[asyncpg.Connection], service: Service, names: Sequence[str]
+        self, conns: Sequence[asyncpg.Connection], service: ServiceSchema, names: Sequence[str]
     ) -> None:
         self._conns = list(conns)
         self._service = service
@@ -102,7 +88,7 @@ class PostgresSink:
     @classmethod
     @contextlib.asynccontextmanager
     async def open(
-        cls, pool: asyncpg.Pool, service: Service, names: Sequence[str], consumers: int
+        cls, pool: asyncpg.Pool, service: ServiceSchema, names: Sequence[str], consumers: int
     ) -> AsyncIterator[PostgresSink]:
         """Hold one or two connections, each with a staging table, for the life of the block."""
         # Two only if the pool fits two for each of `consumers` concurrent jobs plus headroom:
@@ -170,14 +156,13 @@ class PostgresSink:
         return staged
 
     async def _copy_csv(self, conn: asyncpg.Connection, csv: Sequence[memoryview]) -> None:
-        """COPY CSV text into the staging table; empty fields, quoted or not, are NULL."""
+        """COPY CSV text into the staging table; it holds no quote, so every empty field is NULL."""
         await conn.execute(q.STAGING_TIME_ZONE)
         await conn.copy_to_table(
             self._staging,
             source=_pieces(csv),  # one message per piece: no copy of the whole batch
             columns=self._names,
             format="csv",
-            force_null=self._names,
         )
 
     async def _commit(self, staged: _Staged) -> None:

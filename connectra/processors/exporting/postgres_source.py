@@ -1,24 +1,15 @@
 """The PostgreSQL export source: the server writes the CSV itself, with COPY, range by range.
 
-The export's total order is cut into ranges of RANGE_ROWS rows. In the default order (uuid,
-the primary key) a short index walk finds each range's last sort keys just before its COPY. In
-any other order one query sorts the filtered rows' keys once and returns every range's last
-keys (holding its snapshot for that sort); as each COPY must then scan the table, ranges grow
-so that a table of the planner's estimated size gives at most MAX_RANGES of them. Each range is
-one `COPY (SELECT ...) TO STDOUT WITH (FORMAT csv)` of the rows after the previous range's last
-keys, up to and including its own (the last range has no upper bound); see `export_sql`.
-Ranges partition the key space, so a row present throughout the export is written exactly once
-whatever changes meanwhile; a row inserted, updated or deleted during the export may or may not
-appear (as with Elasticsearch pages).
+The export's total order is cut into ranges (RANGE_ROWS rows; in an order other than the primary
+key, ranges grow so there are at most MAX_RANGES), each one `COPY (SELECT ...) TO STDOUT WITH
+(FORMAT csv)` of the rows after the previous range's last keys (see `sql`). Ranges partition the
+key space, so a row present throughout the export is written exactly once; rows changed during
+it may or may not appear. COPY output is handed to the sink as it comes; while the sink waits,
+the COPY waits on its socket, so memory holds a few blocks whatever the export's size.
 
-Each COPY is one statement: it holds one snapshot, and so holds back vacuum, while its range
-streams. Ranges bound that time: RANGE_ROWS rows at the upload's pace (a COPY waits while the
-upload is behind), where one COPY of the whole export would keep a snapshot for its whole run.
-
-The server formats every cell (`csv_sql`), several times faster than decoding typed rows and
-formatting them in Python. COPY output arrives in whole rows (the server sends one message per
-row) and is handed to the sink as it comes; while the sink waits, asyncpg stops reading and the
-server's COPY waits on its socket, so memory holds a few blocks whatever the export's size.
+Why ranges: each COPY holds one snapshot (and holds back vacuum) while it streams; why COPY: the
+server formatting cells (`cells_sql`) beats decoding and formatting rows in Python (see
+bench/README.md, "Design measurements behind the code").
 """
 
 from __future__ import annotations
@@ -29,8 +20,8 @@ from collections.abc import AsyncGenerator
 
 import asyncpg
 
-from connectra.processors.csv_sql import restore_end_marker
-from connectra.processors.export_sql import (
+from connectra.processors.exporting.cells_sql import restore_end_marker
+from connectra.processors.exporting.sql import (
     Keys,
     range_end,
     range_ends,
@@ -38,8 +29,8 @@ from connectra.processors.export_sql import (
     table_rows_estimate,
     walks_primary_key,
 )
-from connectra.processors.export_upload import Sink
-from connectra.processors.vql import ExportQuery
+from connectra.processors.exporting.upload import Sink
+from connectra.processors.exporting.vql import ExportQuery
 
 # Rows per COPY: large enough that the per-range queries cost little, small enough that no
 # snapshot lasts long (a second or two at full speed).

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from connectra.processors.csv_stream import CsvRecord, RecordBlock
+from connectra.processors.importing.reader import CsvRecord, RecordBlock
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +39,7 @@ class RecordBatch:
             starts=[r.end_offset for r in records],
             ends=[r.end_offset for r in records],
             errors={i: (r.error, r.raw) for i, r in enumerate(records) if r.error is not None},
+            quoted_empty={i: r.quoted_empty for i, r in enumerate(records) if r.quoted_empty},
         )
         return cls([Segment(block, 0, len(records))])
 
@@ -64,6 +65,30 @@ class RecordBatch:
                 if s.start <= i < s.stop:
                     yield base + i - s.start, reason, raw
             base += s.stop - s.start
+
+    def every_field_quoted(self) -> bool:
+        """True when every field of every record starts with a quote (see `RecordBlock`)."""
+        return all(s.block.every_field_quoted for s in self.segments)
+
+    def quoted_empties(self) -> dict[int, tuple[int, ...]]:
+        """The records with empty fields written `""`: their index in the batch, and where."""
+        found: dict[int, tuple[int, ...]] = {}
+        base = 0
+        for s in self.segments:
+            block = s.block
+            indices = range(s.start, s.stop) if block.every_field_quoted else block.quoted_empty
+            for i in indices:
+                if s.start <= i < s.stop and (positions := block.quoted_empty_of(i)):
+                    found[base + i - s.start] = positions
+            base += s.stop - s.start
+        return found
+
+    def text(self, index: int) -> str | None:
+        """The text of record `index`, without its line end; None when its bytes are unknown."""
+        segment, i = self._locate(index)
+        if not segment.block.data:
+            return None
+        return bytes(segment.block.raw(i, i + 1)).decode(errors="replace").rstrip("\r\n")
 
     def line(self, index: int) -> int:
         """The first line of the record at `index`."""

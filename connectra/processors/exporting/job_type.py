@@ -6,11 +6,11 @@ created, so a bad one is refused with its own code (ERR_MISSING_SELECT_COLUMNS,
 ERR_UNKNOWN_FIELD, ERR_INVALID_VQL, ERR_UNKNOWN_SERVICE).
 
 The records come from Elasticsearch when a search client is configured (pages formatted here,
-`csv_format`), else from PostgreSQL (ranges the server writes with COPY, `export_postgres`);
+`cells`), else from PostgreSQL (ranges the server writes with COPY, `postgres_source`);
 both give the same bytes. Either way the CSV streams into a multipart upload with bounded
-memory (`export_upload`). An export that fails or is cancelled leaves no object and no pending
+memory (`upload`). An export that fails or is cancelled leaves no object and no pending
 upload; one killed outright leaves its upload's id in the job's checkpoint, and the next attempt
-aborts that upload first (`export_checkpoint`). The object is
+aborts that upload first (`checkpoint`). The object is
 `{S3_UPLOAD_FILE_PATH_PRIFIX}/{job uuid}.csv`.
 """
 
@@ -27,16 +27,16 @@ from pydantic import Field as ModelField
 
 from connectra import metrics
 from connectra.catalog import service_named
-from connectra.errors import ServiceNotConfiguredError
-from connectra.objectstore import ObjectStore, ObjectStoreError
+from connectra.errors import ObjectStoreError, ServiceNotConfiguredError
+from connectra.objectstore import ObjectStore
 from connectra.processors.base import JobContext, JobType, Services, settings_of
-from connectra.processors.csv_format import RowFormatter
-from connectra.processors.export_checkpoint import OpenUpload
-from connectra.processors.export_postgres import copy_export
-from connectra.processors.export_sources import search_pages
-from connectra.processors.export_upload import Sink, Source, write_export
+from connectra.processors.exporting.cells import RowFormatter
+from connectra.processors.exporting.checkpoint import OpenUpload
+from connectra.processors.exporting.postgres_source import copy_export
+from connectra.processors.exporting.search_source import search_pages
+from connectra.processors.exporting.upload import Sink, Source, write_export
+from connectra.processors.exporting.vql import ExportQuery, Vql, parse_vql, resolve_vql
 from connectra.processors.search_index import index_name
-from connectra.processors.vql import ExportQuery, Vql, parse_vql, resolve_vql
 from connectra.settings import Settings
 
 T = TypeVar("T")

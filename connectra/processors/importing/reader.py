@@ -1,6 +1,6 @@
 """CSV records from a stream of byte chunks, with bounded memory and resumable offsets.
 
-The stdlib csv parser does the field splitting (see `csv_blocks`); this module decides which
+The stdlib csv parser does the field splitting (see `blocks`); this module decides which
 complete lines to hand it and keeps the position of every record so an import can resume later
 with a ranged GET at a record's end offset, passing the line after it as `start_line`.
 
@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
 
-from connectra.processors.csv_blocks import (
+from connectra.processors.importing.blocks import (
     INVALID_UTF8,
     RECORD_TOO_LARGE,
     STRAY_CARRIAGE_RETURN,
@@ -58,7 +58,10 @@ UTF8_BOM = b"\xef\xbb\xbf"
 # Not frozen: a frozen dataclass is about 4x slower to build, and one is built per row.
 @dataclass(slots=True)
 class CsvRecord:
-    """One record: where it starts and ends, and its fields (or why it could not be read)."""
+    """One record: where it starts and ends, and its fields (or why it could not be read).
+
+    `quoted_empty` holds the positions of its empty fields that were written `""`.
+    """
 
     line: int
     end_offset: int
@@ -66,6 +69,7 @@ class CsvRecord:
     fields: list[str]
     error: str | None = None
     raw: str = ""
+    quoted_empty: tuple[int, ...] = ()
 
     @property
     def is_bad(self) -> bool:
@@ -218,9 +222,9 @@ class CsvRecordReader:
 
 def records_of(block: RecordBlock) -> list[CsvRecord]:
     """The records of a block, one object each."""
-    errors = block.errors
+    errors, quoted = block.errors, block.quoted_empty_of
     return [
-        CsvRecord(block.lines[i], block.ends[i], block.next_lines[i], fields)
+        CsvRecord(block.lines[i], block.ends[i], block.next_lines[i], fields, None, "", quoted(i))
         if i not in errors
         else CsvRecord(block.lines[i], block.ends[i], block.next_lines[i], [], *errors[i])
         for i, fields in enumerate(block.rows)

@@ -4,8 +4,11 @@ Pure and synchronous, so a whole batch can be converted in a worker thread.
 
 Conversion rules (the import's documented contract):
 
-- An empty field means NULL, for text as for every other type; a TEXT_ARRAY field left empty is
-  the empty array (the column is NOT NULL). Other text is stored exactly as written.
+- Empty fields follow PostgreSQL's CSV rule for text: an unquoted empty field is NULL, a quoted
+  one (`""`) the empty string. Other types read both as NULL (COPY's FORCE_NULL), as `""` is no
+  integer, uuid or timestamp; a TEXT_ARRAY field left empty is the empty array (the column is
+  NOT NULL). A required field needs a non-empty value, `""` included. Other text is stored
+  exactly as written.
 - UUID: any form `uuid.UUID` accepts, stored in canonical lowercase form.
 - INTEGER / BIGINT: a base-10 integer within the column's range and CHECK constraint.
 - TIMESTAMP: ISO 8601 (`datetime.fromisoformat`); a time without an offset is UTC.
@@ -26,10 +29,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID
 
-from connectra.catalog import Field, FieldType, Service
-from connectra.errors import ConnectraError
-from connectra.processors.csv_batches import RecordBatch
-from connectra.processors.csv_stream import CsvRecord
+from connectra.catalog import Field, FieldType, ServiceSchema
+from connectra.errors import DuplicateColumnsError, MissingColumnsError
+from connectra.processors.csv_lines import csv_line
+from connectra.processors.importing.batches import RecordBatch
+from connectra.processors.importing.reader import CsvRecord
 
 MAX_INDEXED_TEXT_CHARS = 512
 PREVIEW_CHARS = 40
@@ -54,29 +58,11 @@ Row = tuple[Value, ...]
 Converter = Callable[[str], Value]
 
 
-class HeaderError(ConnectraError):
-    """the CSV header row is not usable"""
-
-    code = "ERR_INVALID_HEADER"
-
-
-class MissingColumnsError(HeaderError):
-    """the CSV file lacks a required column"""
-
-    code = "ERR_MISSING_COLUMNS"
-
-
-class DuplicateColumnsError(HeaderError):
-    """the CSV header names a column more than once"""
-
-    code = "ERR_DUPLICATE_COLUMNS"
-
-
 @dataclass(frozen=True, slots=True)
 class RowLayout:
     """How a file's columns map to a service's fields."""
 
-    service: Service
+    service: ServiceSchema
     header: tuple[str, ...]
     fields: tuple[Field, ...]
     positions: tuple[int, ...]
@@ -95,11 +81,17 @@ class RowLayout:
 
 @dataclass(frozen=True, slots=True)
 class BadRow:
-    """A record that could not be imported: its line, why, and its fields (or raw text)."""
+    """A record that could not be imported: its line, why, and its fields or its raw text.
+
+    A record that was split into the header's number of fields has them in `fields` (and no
+    `raw`); one that could not be decoded or split, or had another number of fields, has its
+    text in `raw` (invalid UTF-8 replaced) and no `fields`.
+    """
 
     line: int
     reason: str
     fields: list[str]
+    raw: str = ""
 
     @property
     def message(self) -> str:
@@ -111,10 +103,12 @@ class BadRow:
 class ConvertedBatch:
     """A converted batch: its good rows as columns (one uuid each, the last wins) and bad rows.
 
-    Text columns hold the fields as read, an empty one standing for NULL (`rows` says None):
-    mapping them costs a pass per column that a batch COPYed as CSV never needs. `texts` holds
-    the same rows' fields as read, a column per field; `records` the index in the batch of each
-    row (None: every record of the batch, in order).
+    Text columns hold the fields as read, an empty one standing for NULL (`rows` says None)
+    unless `empty_strings` lists its row, or every empty field was quoted (`all_empty_strings`):
+    a quoted empty field is the empty string. Mapping them costs a pass per column that a batch
+    COPYed as CSV never needs. `texts` holds the same rows'
+    fields as read, a column per field; `records` the index in the batch of each row (None:
+    every record of the batch, in order).
     """
 
     columns: list[Sequence[Value]] = field(default_factory=list)
@@ -123,6 +117,8 @@ class ConvertedBatch:
     texts: list[Sequence[str]] = field(default_factory=list)
     records: list[int] | None = None
     text_columns: frozenset[int] = frozenset()
+    empty_strings: dict[int, set[int]] = field(default_factory=dict)
+    all_empty_strings: bool = False
 
     @property
     def size(self) -> int:
@@ -131,12 +127,19 @@ class ConvertedBatch:
 
     def rows(self) -> Iterator[Row]:
         """The rows to write, built one at a time from the columns."""
-        text = self.text_columns
+        text = frozenset() if self.all_empty_strings else self.text_columns
         columns = [
-            [value or None for value in column] if j in text else column
+            _text_values(column, self.empty_strings.get(j)) if j in text else column
             for j, column in enumerate(self.columns)
         ]
         return zip(*columns, strict=True)
+
+
+def _text_values(column: Sequence[Value], empty_strings: set[int] | None) -> list[Value]:
+    """A text column's values: its texts, an empty one NULL unless its row is listed."""
+    if not empty_strings:
+        return [value or None for value in column]
+    return [value if value or i in empty_strings else None for i, value in enumerate(column)]
 
 
 def _header_name(column: str) -> str:
@@ -145,7 +148,7 @@ def _header_name(column: str) -> str:
     return "uuid" if name == "id" else name
 
 
-def read_header(service: Service, header: Sequence[str]) -> RowLayout:
+def read_header(service: ServiceSchema, header: Sequence[str]) -> RowLayout:
     """The layout of a file with this header row, or a clear error."""
     names = [_header_name(column) for column in header]
     _check_duplicates(header, names)
@@ -253,7 +256,7 @@ def parse_text_array(text: str) -> list[str]:
     return [value for item in items if (value := item.strip())]
 
 
-def converter_for(service: Service, field: Field) -> Converter | None:
+def converter_for(service: ServiceSchema, field: Field) -> Converter | None:
     """How to turn a non-empty field of this type into its value; None for plain text."""
     if field.type is FieldType.TEXT:
         return None
@@ -318,6 +321,9 @@ class RowConverter:
         self.key = layout.names.index("uuid")
         self._columns = _columns(layout)
         self._text = frozenset(j for j, c in enumerate(self._columns) if c.convert is None)
+        self._text_positions = {
+            c.position: j for j, c in enumerate(self._columns) if j in self._text
+        }
 
     def convert(
         self, records: RecordBatch | Sequence[CsvRecord], check_nul: bool
@@ -348,7 +354,23 @@ class RowConverter:
             out.bad.sort(key=_line)
         out.good = len(rows) - len(reasons)
         self._keep(out, values, [texts[c.position] for c in self._columns], reasons, kept)
+        if batch.every_field_quoted():
+            out.all_empty_strings = True
+        elif quoted := batch.quoted_empties():
+            out.empty_strings = self._empty_strings(quoted, out.records, out.size)
         return out
+
+    def _empty_strings(
+        self, quoted: dict[int, tuple[int, ...]], records: list[int] | None, size: int
+    ) -> dict[int, set[int]]:
+        """For each text column, its rows (of the kept ones) whose field was written `""`."""
+        found: dict[int, set[int]] = {}
+        for row, record in enumerate(range(size) if records is None else records):
+            for position in quoted.get(record, ()):
+                j = self._text_positions.get(position)
+                if j is not None:
+                    found.setdefault(j, set()).add(row)
+        return found
 
     def _well_formed(
         self, batch: RecordBatch, rows: list[list[str]], bad: list[BadRow]
@@ -364,10 +386,10 @@ class RowConverter:
         for i, fields in enumerate(rows):
             if i in errors:
                 reason, raw = errors[i]
-                bad.append(BadRow(batch.line(i), reason, [raw.rstrip("\r\n")]))
+                bad.append(BadRow(batch.line(i), reason, [], raw.rstrip("\r\n")))
             elif len(fields) != width:
                 found = f"expected {width} fields, found {len(fields)}"
-                bad.append(BadRow(batch.line(i), found, fields))
+                bad.append(BadRow(batch.line(i), found, [], _record_text(batch, i, fields)))
         return [i for i, fields in enumerate(rows) if len(fields) == width and i not in errors]
 
     def _keep(
@@ -416,6 +438,14 @@ class RowConverter:
         if column.length_limited and texts and max(map(len, texts)) > MAX_INDEXED_TEXT_CHARS:
             _check_lengths(column, values, reasons)
         return values
+
+
+def _record_text(batch: RecordBatch, index: int, fields: list[str]) -> str:
+    """The text of a record; its fields written back as CSV when its bytes are unknown."""
+    text = batch.text(index)
+    if text is not None:
+        return text
+    return csv_line(fields)
 
 
 def _convert_each(column: _Column, texts: tuple[str, ...], reasons: dict[int, str]) -> list[Value]:

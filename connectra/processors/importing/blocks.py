@@ -8,20 +8,27 @@ parser errors, records too large, a quote left open at the end of the file) and 
 Both give the same records: the per-record parse is the reference, the one-call parse a shortcut
 taken only when it provably agrees.
 
+The csv module reads an unquoted empty field and a quoted one (`""`) alike, as "". PostgreSQL's
+CSV rule tells them apart (NULL, empty string), so a block also says which empty fields were
+quoted: all of them when every field of the block is quoted (files written with "quote all",
+told by counting quotes, without looking at each record), else those `quoted_empty` lists,
+found by looking only at records whose text holds `""` and whose fields include an empty one.
+
 `csv.field_size_limit` is process-wide and 128 KiB by default. Rather than raise it for every
 user of the csv module, this module parses with a private instance of the `_csv` extension
 (multi-phase init, PEP 489, so the instance has its own limit) and lifts the limit there: the
-record size cap of `csv_stream`, enforced in bytes before and after parsing, is the real bound.
+record size cap of `reader`, enforced in bytes before and after parsing, is the real bound.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import io
+import operator
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import accumulate, chain, islice
+from itertools import accumulate, chain, compress, count, islice
 from types import ModuleType
 from typing import Protocol
 
@@ -57,7 +64,10 @@ class RecordBlock:
     covering every record; `dense` says the records are back to back, one line each.
 
     `plain` says the bytes hold no quote, NUL or `\\.`, and every line ends in `line_end`
-    (LF or CRLF; empty when no line end was seen): see `verbatim_copy`.
+    (LF or CRLF; empty when no line end was seen): see `verbatim_copy`. `every_field_quoted`
+    says every field of every record starts with a quote, so every empty one is `""`;
+    otherwise `quoted_empty` maps a record to the positions of its fields written `""` (its
+    other empty fields were bare). `quoted_empty_of` tells either way.
     """
 
     offset: int
@@ -71,10 +81,18 @@ class RecordBlock:
     dense: bool = False
     plain: bool = False
     line_end: str = ""
+    quoted_empty: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    every_field_quoted: bool = False
 
     def __len__(self) -> int:
         """How many records the block has."""
         return len(self.rows)
+
+    def quoted_empty_of(self, index: int) -> tuple[int, ...]:
+        """The positions of the fields of record `index` written `""`."""
+        if self.every_field_quoted:
+            return tuple(compress(count(), map(operator.not_, self.rows[index])))
+        return self.quoted_empty.get(index, ())
 
     def raw(self, start: int, stop: int) -> memoryview:
         """The bytes of records [start, stop), which must be back to back (not copied)."""
@@ -118,18 +136,21 @@ def _one_line_records(data: bytes, offset: int, line: int, final: bool) -> Recor
     if rows is None:
         return None
     ends = list(accumulate(map(len, io.BytesIO(data).readlines()), initial=offset))
-    count = len(rows)
+    size = len(rows)
+    quoted_empty, every_field_quoted = _quoted_empties(text, lines, rows)
     return RecordBlock(
         offset=offset,
         data=data,
         rows=rows,
-        lines=range(line, line + count),
-        next_lines=range(line + 1, line + count + 1),
+        lines=range(line, line + size),
+        next_lines=range(line + 1, line + size + 1),
         starts=ends[:-1],
         ends=ends[1:],
         dense=True,
         plain=not quoted and "\x00" not in text and ("\\" not in text or "\\." not in text),
         line_end=line_end,
+        quoted_empty=quoted_empty,
+        every_field_quoted=every_field_quoted,
     )
 
 
@@ -166,6 +187,81 @@ def _parse_lines(lines: list[str]) -> list[list[str]] | None:
     except (_BlockEnd, _CSV.Error):
         return None
     return rows
+
+
+def _quoted_empties(
+    text: str, lines: list[str], rows: list[list[str]]
+) -> tuple[dict[int, tuple[int, ...]], bool]:
+    """Which empty fields of one-line records are written `""`: by record, or all (True)."""
+    if '""' not in text:
+        return {}, False
+    if _every_field_quoted(text, rows):
+        return {}, True
+    return _quoted_empty_of_lines(lines, rows), False
+
+
+def _every_field_quoted(text: str, rows: list[list[str]]) -> bool:
+    """True when every field of these one-line records starts with a quote.
+
+    Such a field holds two quotes more than twice its value's, or fewer when text holding
+    quotes runs on after its closing quote (non-strict); a bare field holds only its value's,
+    fewer. No field holds more, so the counts match only when no field is bare.
+    """
+    inner = "".join(map("".join, rows)).count('"')
+    return text.count('"') == 2 * (sum(map(len, rows)) + inner)
+
+
+def _quoted_empty_of_lines(lines: list[str], rows: list[list[str]]) -> dict[int, tuple[int, ...]]:
+    """The quoted empty fields of one-line records, by record."""
+    found = {}
+    for i, (text, fields) in enumerate(zip(lines, rows, strict=True)):
+        if "" in fields and '""' in text:
+            positions = _quoted_empty_of_line(text, fields)
+            if positions:
+                found[i] = positions
+    return found
+
+
+def _quoted_empty_of_line(text: str, fields: list[str]) -> tuple[int, ...]:
+    """The quoted empty fields of a one-line record.
+
+    When the line splits at commas into as many pieces as it has fields, no field holds a
+    comma, so the pieces are the fields as written. Otherwise the line is scanned.
+    """
+    pieces = text.split(",")
+    if len(pieces) != len(fields):
+        return quoted_empty_fields(text, fields)
+    return tuple(compress(count(), map('""'.__eq__, pieces)))
+
+
+def quoted_empty_fields(text: str, fields: list[str]) -> tuple[int, ...]:
+    """The positions of the empty fields written `""` in a record's text, parsed as `fields`.
+
+    An empty value comes from a bare empty field or from exactly `""`, so a field's first
+    character tells which. The scan follows the parser: a quoted field ends at a quote not
+    doubled, and (non-strict) runs on as text to the next delimiter.
+    """
+    found = []
+    at = 0
+    for position, value in enumerate(fields):
+        quoted = text.startswith('"', at)
+        if quoted:
+            if not value:
+                found.append(position)
+            at = _after_closing_quote(text, at + 1)
+        at = text.find(",", at) + 1
+    return tuple(found)
+
+
+def _after_closing_quote(text: str, at: int) -> int:
+    """The index after the quote closing a quoted field whose content starts at `at`."""
+    while True:
+        at = text.find('"', at) + 1
+        if not at:
+            return len(text)
+        if not text.startswith('"', at):
+            return at
+        at += 1  # a doubled quote: one quote of content
 
 
 # -- record by record -----------------------------------------------------------------------
@@ -225,6 +321,7 @@ class _PerRecordParse:
         self.starts: list[int] = []
         self.stops: list[int] = []
         self.errors: dict[int, tuple[str, str]] = {}
+        self.quoted_empty: dict[int, tuple[int, ...]] = {}
 
     def _decode(self, data: bytes) -> Iterable[str]:
         """The lines as text; invalid UTF-8 lines are replaced and remembered."""
@@ -265,6 +362,7 @@ class _PerRecordParse:
             self.starts,
             self.stops,
             self.errors,
+            quoted_empty=self.quoted_empty,
         )
         return block, (self.ends[done - 1] if done else 0), done
 
@@ -284,11 +382,21 @@ class _PerRecordParse:
 
     def _add(self, start: int, stop: int, fields: list[str]) -> None:
         """Append the record made of lines [start, stop)."""
+        if "" in fields:
+            self._note_quoted_empty(start, stop, fields)
         self.rows.append(fields)
         self.firsts.append(self.line + start)
         self.nexts.append(self.line + stop)
         self.starts.append(self.offset + (self.ends[start - 1] if start else 0))
         self.stops.append(self.offset + self.ends[stop - 1])
+
+    def _note_quoted_empty(self, start: int, stop: int, fields: list[str]) -> None:
+        """Note the empty fields written `""` of the next record, made of lines [start, stop)."""
+        data = b"".join(self.lines[start:stop])
+        if b'""' in data:
+            positions = quoted_empty_fields(data.decode(errors="replace"), fields)
+            if positions:
+                self.quoted_empty[len(self.rows)] = positions
 
     def _add_vetted(self, start: int, stop: int, fields: list[str]) -> None:
         """Append the row of lines [start, stop), or a bad record if it is invalid."""

@@ -1,0 +1,30 @@
+"""CSV lines as both directions write them: the exported file and an import's failed-rows file.
+
+Comma-separated, lines ending in "\\n". A field holding a comma, a double quote, CR or LF is
+enclosed in double quotes, inner quotes doubled (RFC 4180); other fields are bare. A row of one
+empty field is written `""` so it is not a blank line. (Python's csv.writer is not used: with a
+"\\n" line end it leaves a lone CR unquoted.)
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+LINE_TERMINATOR = "\n"
+
+_NEEDS_QUOTES = re.compile(r'[",\r\n]')
+
+
+def csv_field(text: str) -> str:
+    """The field, quoted if it holds a delimiter, a quote or a line break."""
+    if _NEEDS_QUOTES.search(text):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def csv_line(fields: Sequence[str]) -> str:
+    """One CSV line, without its end."""
+    if len(fields) == 1 and not fields[0]:
+        return '""'
+    return ",".join([csv_field(field) for field in fields])
