@@ -1,4 +1,5 @@
-"""Real PostgreSQL for every test: one database migrated once per run, emptied before each test.
+"""Real PostgreSQL for every test: one database migrated once per run (per pytest-xdist
+worker), emptied before each test.
 
 Where the server comes from, in order: `CONNECTRA_TEST_DATABASE_URL`; a testcontainers
 PostgreSQL when a Docker engine answers; the local server on 127.0.0.1:5432; an embedded
@@ -123,9 +124,8 @@ async def _server_version(dsn: str) -> str:
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
         return f"not answering: {type(exc).__name__}"
     try:
-        version = await conn.fetchval(
-            "SHOW server_version"
-        )  # e.g. "15.20 (Debian 15.20-0+deb12u1)"
+        # For example "15.20 (Debian 15.20-0+deb12u1)".
+        version = await conn.fetchval("SHOW server_version")
         return f"server {version.split()[0]}"
     finally:
         await conn.close()
@@ -145,7 +145,8 @@ def _embedded_server() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 async def session_database(admin_dsn: str) -> AsyncIterator[str]:
-    """One migrated database for the whole run, dropped at the end."""
+    """One migrated database for the whole run (for each worker under pytest-xdist), dropped
+    at the end."""
     name = f"connectra_test_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(admin_dsn)
     try:
@@ -191,8 +192,8 @@ class Emptier:
     async def empty(self) -> None:
         try:
             await self._empty()
-        except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError):
-            await self.close()  # a test ended our backend: once more, on a new connection
+        except (asyncpg.InterfaceError, asyncpg.PostgresError, OSError):
+            await self.close()  # a test ended our backend? Once more, on a new connection.
             await self._empty()
 
     async def _empty(self) -> None:
