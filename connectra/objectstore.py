@@ -13,10 +13,9 @@ whether it is transient; the botocore or aiohttp error is kept in `__cause__`.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -36,6 +35,7 @@ from connectra.errors import (
     ObjectStoreError,
     ObjectStoreUnavailable,
 )
+from connectra.shielding import run_to_the_end
 
 logger = logging.getLogger(__name__)
 
@@ -124,20 +124,6 @@ def _mapped_errors(bucket: str, key: str | None = None) -> Iterator[None]:
     except _REQUEST_FAILURES as exc:
         where = f"s3://{bucket}/{key}" if key is not None else f"s3://{bucket}"
         raise _map_error(exc, where) from exc
-
-
-async def _run_shielded(work: Coroutine[Any, Any, None]) -> None:
-    """Run `work` to its end even if this task is cancelled meanwhile; then honour the cancel."""
-    task = asyncio.ensure_future(work)
-    cancelled = False
-    while not task.done():
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            cancelled = True
-    if cancelled:
-        raise asyncio.CancelledError
-    task.result()
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +234,7 @@ class MultipartWriter:
         """Upload the first `size` buffered bytes as the next part."""
         if self._upload_id is None:
             # Shielded: an upload created but not recorded could not be aborted.
-            await _run_shielded(self._start())
+            await run_to_the_end(self._start())
         if len(self._parts) >= MAX_PARTS:
             raise ObjectStoreError(f"s3://{self._bucket}/{self._key}: more than {MAX_PARTS} parts")
         number = len(self._parts) + 1
@@ -407,7 +393,7 @@ class ObjectStore:
             yield writer
             await writer.complete()
         except BaseException:
-            await _run_shielded(writer.abort())
+            await run_to_the_end(writer.abort())
             raise
 
     async def abort_upload(self, bucket: str, key: str, upload_id: str) -> bool:

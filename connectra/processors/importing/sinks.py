@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Coroutine, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,6 +29,7 @@ from connectra.errors import (
 from connectra.processors.importing import sql as q
 from connectra.processors.importing.rows import Row, RowLayout, Value
 from connectra.processors.search_index import ensure_index
+from connectra.shielding import run_to_the_end
 
 FILTER_CACHE_MAX = 100_000
 SPARE_CONNECTION_WAIT_S = 1.0
@@ -177,7 +178,7 @@ class PostgresSink:
             except BaseException:
                 await _rollback_quietly(staged)
                 raise
-            await _run_to_the_end(self._commit_staged(staged))
+            await run_to_the_end(self._commit_staged(staged))
 
     async def _commit_staged(self, staged: _Staged) -> None:
         """Commit the staged batch's transaction and count it."""
@@ -199,22 +200,6 @@ class PostgresSink:
                     # lane it ran; the DROP below would be refused inside it.
                     await conn.execute("ROLLBACK")
                 await conn.execute(q.staging_drop(self._service))
-
-
-async def _run_to_the_end(work: Coroutine[Any, Any, None]) -> None:
-    """Run `work` to its end even if this task is cancelled meanwhile; then honour the cancel."""
-    task = asyncio.ensure_future(work)
-    cancelled = False
-    while not task.done():
-        try:
-            await asyncio.shield(task)
-        except asyncio.CancelledError:
-            cancelled = True
-    if cancelled:
-        if not task.cancelled():
-            task.exception()  # retrieved: the cancel is what goes on
-        raise asyncio.CancelledError
-    task.result()
 
 
 async def _pieces(csv: Sequence[memoryview]) -> AsyncIterator[memoryview]:
