@@ -1,6 +1,6 @@
 """Connectra Jobs: an asyncio job runner on PostgreSQL, for bulk CSV jobs and your own.
 
-What a user may import from here is listed in `__all__`; everything else is internal.
+The public API is `__all__`, imported on first use; everything else is internal.
 
     from connectra import JobContext, JobTypeRegistry
 
@@ -9,9 +9,7 @@ What a user may import from here is listed in `__all__`; everything else is inte
     @registry.job(queue="webhooks", retry_count=5)
     async def send_webhook(ctx: JobContext, data: Webhook) -> dict[str, object]: ...
 
-Run it with `connectra jobs first_time --app mymodule:registry`. The names are imported on
-first use, so `import connectra.client` does not load the server's modules. `__version__` is
-the installed version, as `connectra --version` prints it.
+Run it with `connectra jobs first_time --app mymodule:registry`.
 """
 
 from __future__ import annotations

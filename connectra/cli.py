@@ -125,10 +125,11 @@ def _registry(settings: Settings) -> JobTypeRegistry:
 
 
 def _database_url(settings: Settings) -> str:
-    """`DATABASE_URL`, or the embedded server when none is set."""
+    """`DATABASE_URL`, or the embedded server when none is set; one that cannot start (e.g.
+    an image without the embedded extra) is one line and exit code 1."""
     if settings.database_url:
         return settings.database_url
-    return start_embedded(settings.embedded_data_dir)
+    return _run_sync(lambda: start_embedded(settings.embedded_data_dir))
 
 
 def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -210,17 +211,22 @@ def run(app: AppOption = None, queues: QueuesOption = None) -> None:
     if settings.s3_endpoint_url or settings.aws_access_key_id:
         _daemon(parts, _settings(**overrides), registry)
         return
-    try:
-        with local_s3(settings.local_s3_port, settings.s3_bucket or LOCAL_BUCKET) as s3:
-            overrides |= {
-                "S3_ENDPOINT_URL": s3.endpoint_url,
-                "S3_BUCKET": s3.bucket,
-                "AWS_ACCESS_KEY_ID": LOCAL_CREDENTIAL,
-                "AWS_SECRET_ACCESS_KEY": LOCAL_CREDENTIAL,
-            }
-            _daemon(parts, _settings(**overrides), registry)
-    except ConnectraError as exc:
-        _fail(exc.render(), 1)
+    url = _database_url(settings)
+
+    async def main() -> None:
+        """The daemon beside the local S3 server, a child process: it stops when the daemon
+        does, and the daemon stops if it exits."""
+        bucket = settings.s3_bucket or LOCAL_BUCKET
+        async with local_s3(settings.local_s3_port, bucket, settings.log_level) as s3:
+            overrides.update(
+                S3_ENDPOINT_URL=s3.endpoint_url,
+                S3_BUCKET=s3.bucket,
+                AWS_ACCESS_KEY_ID=LOCAL_CREDENTIAL,
+                AWS_SECRET_ACCESS_KEY=LOCAL_CREDENTIAL,
+            )
+            await s3.beside(serve(_settings(**overrides), url, parts, registry=registry))
+
+    _run(main)
 
 
 @jobs_app.command("first_time")

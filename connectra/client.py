@@ -1,14 +1,8 @@
 """A Python client for the HTTP API (async, aiohttp): jobs, files, and waiting for a job.
 
-    async with ConnectraClient("http://127.0.0.1:8080", "local-dev-key") as client:
-        job = await client.create("sleep", {"seconds": 1}, queue="default")
-        done = await client.wait(job.uuid, on_progress=print, timeout=60)
-
-Answers are typed (`JobInfo`, `JobPage`, `UploadedFile`). An error answer raises
-`ConnectraApiError` carrying its `ERR_...` code and HTTP status; network errors and timeouts of
-a single request are aiohttp's (`aiohttp.ClientError`, `TimeoutError`). Of the server's
-modules this one imports only `connectra.jobs` (the job states): never the API, the runners or
-the database layer.
+`ConnectraClient` answers with typed values (`JobInfo`, `JobPage`, `UploadedFile`) and raises
+`ConnectraApiError`, with its `ERR_...` code and HTTP status, for an error answer. Of the
+server's modules it imports only `connectra.jobs`.
 """
 
 from __future__ import annotations

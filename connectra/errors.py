@@ -1,12 +1,18 @@
 """Every error the product reports, each with its `ERR_...` code and whether it is transient.
 
-Each code is defined here once, and only here: the README's error-code table lists exactly
-these codes (`tests/unit/test_error_codes.py` checks both ways). Pure: a driver's exception
-becomes one of these at the adapter that meets it (`connectra.db.driver_errors`,
+Each code is defined here once, and only here. The error-code reference,
+`docs/reference/errors.md`, is generated from these classes by `scripts/gen_reference.py`
+(`tests/unit/test_error_codes.py` checks it lists exactly these codes). Pure: a driver's
+exception becomes one of these at the adapter that meets it (`connectra.db.driver_errors`,
 `connectra.search`, `connectra.objectstore`), with the driver's exception kept in `__cause__`.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+# Who reports a code: the API answers it, a job records it, or the runners and the CLI use it.
+Reporter = Literal["api", "job", "runtime"]
 
 
 class ConnectraError(Exception):
@@ -15,6 +21,18 @@ class ConnectraError(Exception):
     code = "ERR_INTERNAL"
     http_status = 500
     transient = False
+    # For the error-code reference only, beside the docstring (the default message, kept short):
+    # who reports the code (the first is where it is listed), when it happens, and, for a code
+    # whose transience depends on the case, when it is transient. Each class with a code of its
+    # own sets them in its own body: the reference reads no inherited value. (A base of other
+    # coded classes repeats the annotation, or mypy pins its subclasses to its tuple's length.)
+    reported_by: ClassVar[tuple[Reporter, ...]] = ("api", "job")
+    when: ClassVar[str] = (
+        "an unexpected exception: in the API a bug, with details in the log only; in a job any "
+        "exception that is no Connectra error, with its type and traceback in "
+        "`job_response.error.details`"
+    )
+    transient_when: ClassVar[str] = "yes in a job, as any unexpected exception"
 
     def __init__(self, message: str | None = None, *, transient: bool | None = None) -> None:
         super().__init__(message or (self.__doc__ or self.code).strip())
@@ -36,6 +54,8 @@ class InvalidTransitionError(ConnectraError):
 
     code = "ERR_INVALID_TRANSITION"
     http_status = 409
+    reported_by = ("runtime",)
+    when = "a status change the state machine does not allow"
 
 
 class JobLostError(ConnectraError):
@@ -43,6 +63,8 @@ class JobLostError(ConnectraError):
 
     code = "ERR_JOB_LOST"
     http_status = 409
+    reported_by = ("runtime",)
+    when = "a status write found the job moved under its runner (cancelled, rescued)"
 
 
 class RequestError(ConnectraError):
@@ -50,48 +72,70 @@ class RequestError(ConnectraError):
 
     code = "ERR_INVALID_REQUEST"
     http_status = 400
+    reported_by: ClassVar[tuple[Reporter, ...]] = ("api",)
+    when = "any other request aiohttp itself refuses (rare)"
 
 
 class MissingJobTypeError(RequestError):
     """the 'job_type' field is required; specify a valid job type such as 'insert_csv_file' or 'export_csv_file'"""  # noqa: E501
 
     code = "ERR_MISSING_JOB_TYPE"
+    reported_by = ("api",)
+    when = "`job_type` missing, null or empty"
 
 
 class MissingJobDataError(RequestError):
     """the 'job_data' field is required; include the necessary payload for job execution"""
 
     code = "ERR_MISSING_JOB_DATA"
+    reported_by = ("api",)
+    when = "`job_data` missing or null"
 
 
 class InvalidRetryCountError(RequestError):
     """'retry_count' must be a non-negative integer; use 0 for no retries or a positive number for retry attempts"""  # noqa: E501
 
     code = "ERR_INVALID_RETRY_COUNT"
+    reported_by = ("api",)
+    when = "`retry_count` not a non-negative integer"
 
 
 class InvalidRetryIntervalError(RequestError):
     """'retry_interval' must be a non-negative integer number of seconds"""
 
     code = "ERR_INVALID_RETRY_INTERVAL"
+    reported_by = ("api",)
+    when = "`retry_interval` not a non-negative integer"
 
 
 class UnknownJobTypeError(RequestError):
     """the 'job_type' is not a known job type"""
 
     code = "ERR_UNKNOWN_JOB_TYPE"
+    reported_by = ("api",)
+    when = "no job type has that name"
 
 
 class InvalidJobDataError(RequestError):
     """'job_data' does not match what this job type expects"""
 
     code = "ERR_INVALID_JOB_DATA"
+    reported_by = ("api", "job")
+    when = (
+        "`job_data` is not an object, or does not match the job type's model (checked again "
+        "when the job runs)"
+    )
 
 
 class InvalidJsonError(RequestError):
     """the request body must be a JSON object"""
 
     code = "ERR_INVALID_JSON"
+    reported_by = ("api",)
+    when = (
+        "malformed JSON, a body that is not an object, or JSON PostgreSQL cannot store (NaN, NUL, "
+        "too deep)"
+    )
 
 
 class BodyTooLargeError(RequestError):
@@ -99,6 +143,8 @@ class BodyTooLargeError(RequestError):
 
     code = "ERR_BODY_TOO_LARGE"
     http_status = 413
+    reported_by = ("api",)
+    when = "body over `API_MAX_BODY_BYTES`"
 
 
 class RequestTimeoutError(RequestError):
@@ -106,6 +152,11 @@ class RequestTimeoutError(RequestError):
 
     code = "ERR_REQUEST_TIMEOUT"
     http_status = 408
+    reported_by = ("api",)
+    when = (
+        "the headers (`API_HEADER_TIMEOUT_SECONDS`) or the body (`API_BODY_TIMEOUT_SECONDS`) came "
+        "too slowly"
+    )
 
 
 class HeaderTooLargeError(RequestError):
@@ -113,42 +164,59 @@ class HeaderTooLargeError(RequestError):
 
     code = "ERR_HEADER_TOO_LARGE"
     http_status = 431
+    reported_by = ("api",)
+    when = "a request line or header field over 8,190 bytes, or over 128 header fields"
 
 
 class MalformedRequestError(RequestError):
     """the request is not valid HTTP/1.1"""
 
     code = "ERR_MALFORMED_REQUEST"
+    reported_by = ("api",)
+    when = "the request is not HTTP/1.1 (answered by the HTTP server itself)"
 
 
 class UnknownBodyFieldError(RequestError):
     """the request body has a field this endpoint does not take"""
 
     code = "ERR_UNKNOWN_BODY_FIELD"
+    reported_by = ("api",)
+    when = (
+        "a field the listing (`POST /common/jobs`) does not take, such as `offset`; the message "
+        "names it"
+    )
 
 
 class InvalidStatusFilterError(RequestError):
     """'status' must be a list of job states"""
 
     code = "ERR_INVALID_STATUS"
+    reported_by = ("api",)
+    when = "a `status` filter that is not a job state"
 
 
 class InvalidLimitError(RequestError):
     """'limit' must be an integer from 1 to 100"""
 
     code = "ERR_INVALID_LIMIT"
+    reported_by = ("api",)
+    when = "`limit` not an integer from 1 to 100"
 
 
 class InvalidJobTypeError(RequestError):
     """'job_type' must be a string"""
 
     code = "ERR_INVALID_JOB_TYPE"
+    reported_by = ("api",)
+    when = "`job_type` is not a string"
 
 
 class InvalidUuidError(RequestError):
     """the job uuid is not a valid UUID"""
 
     code = "ERR_INVALID_UUID"
+    reported_by = ("api",)
+    when = "the `{uuid}` in the path is not a UUID"
 
 
 class UnauthorizedError(ConnectraError):
@@ -156,6 +224,8 @@ class UnauthorizedError(ConnectraError):
 
     code = "ERR_UNAUTHORIZED"
     http_status = 401
+    reported_by = ("api",)
+    when = "`X-API-Key` missing or not accepted (unknown, revoked, rotated away)"
 
 
 class ScopeRequiredError(ConnectraError):
@@ -163,6 +233,8 @@ class ScopeRequiredError(ConnectraError):
 
     code = "ERR_SCOPE_REQUIRED"
     http_status = 403
+    reported_by = ("api",)
+    when = "the key's scope does not cover the endpoint"
 
 
 class JobNotFoundError(ConnectraError):
@@ -170,6 +242,8 @@ class JobNotFoundError(ConnectraError):
 
     code = "ERR_JOB_NOT_FOUND"
     http_status = 404
+    reported_by = ("api",)
+    when = "no job has this uuid (for a key without `admin`: none it created)"
 
 
 class JobFinishedError(ConnectraError):
@@ -177,6 +251,8 @@ class JobFinishedError(ConnectraError):
 
     code = "ERR_JOB_FINISHED"
     http_status = 409
+    reported_by = ("api",)
+    when = "cancel of a finished job"
 
 
 class JobNotRetryableError(ConnectraError):
@@ -184,6 +260,8 @@ class JobNotRetryableError(ConnectraError):
 
     code = "ERR_JOB_NOT_RETRYABLE"
     http_status = 409
+    reported_by = ("api",)
+    when = "manual retry of a job that is not failed"
 
 
 class IdempotencyKeyReusedError(ConnectraError):
@@ -191,12 +269,16 @@ class IdempotencyKeyReusedError(ConnectraError):
 
     code = "ERR_IDEMPOTENCY_KEY_REUSED"
     http_status = 409
+    reported_by = ("api",)
+    when = "the key was used with another request"
 
 
 class InvalidIdempotencyKeyError(RequestError):
     """the Idempotency-Key header must be 1 to 255 printable ASCII characters"""
 
     code = "ERR_INVALID_IDEMPOTENCY_KEY"
+    reported_by = ("api",)
+    when = "malformed `Idempotency-Key` header"
 
 
 class BucketNotConfiguredError(ConnectraError):
@@ -204,6 +286,8 @@ class BucketNotConfiguredError(ConnectraError):
 
     code = "ERR_S3_BUCKET_NOT_CONFIGURED"
     http_status = 503
+    reported_by = ("api",)
+    when = "no bucket given and no `S3_BUCKET`"
 
 
 class ServiceNotConfiguredError(ConnectraError):
@@ -211,6 +295,8 @@ class ServiceNotConfiguredError(ConnectraError):
 
     code = "ERR_SERVICE_NOT_CONFIGURED"
     http_status = 503
+    reported_by = ("job",)
+    when = "a service the job needs (object store or database) is not configured"
 
 
 class RouteNotFoundError(ConnectraError):
@@ -218,6 +304,8 @@ class RouteNotFoundError(ConnectraError):
 
     code = "ERR_NOT_FOUND"
     http_status = 404
+    reported_by = ("api",)
+    when = "no such endpoint"
 
 
 class MethodNotAllowedError(ConnectraError):
@@ -225,6 +313,8 @@ class MethodNotAllowedError(ConnectraError):
 
     code = "ERR_METHOD_NOT_ALLOWED"
     http_status = 405
+    reported_by = ("api",)
+    when = "wrong HTTP method"
 
 
 class DatabaseUnavailableError(ConnectraError):
@@ -233,6 +323,8 @@ class DatabaseUnavailableError(ConnectraError):
     code = "ERR_DATABASE_UNAVAILABLE"
     http_status = 503
     transient = True
+    reported_by = ("api",)
+    when = "PostgreSQL unreachable; try again"
 
 
 class JobFailedError(ConnectraError):
@@ -240,42 +332,62 @@ class JobFailedError(ConnectraError):
 
     code = "ERR_JOB_FAILED"
     transient = True
+    reported_by: ClassVar[tuple[Reporter, ...]] = ("job",)
+    when = (
+        "a handler raised `JobFailedError` (the `sleep` demo's deliberate failure) or "
+        "`PermanentJobError`"
+    )
 
 
 class InvalidQueueError(RequestError):
     """'queue' must be 1 to 63 letters, digits, '_', '.', ':' or '-', starting with a letter or a digit"""  # noqa: E501
 
     code = "ERR_INVALID_QUEUE"
+    reported_by = ("api",)
+    when = (
+        "a `queue` (on create or in a filter) that is not a valid queue name; a valid name no job "
+        "has lists nothing"
+    )
 
 
 class InvalidPriorityError(RequestError):
     """'priority' must be an integer from -100 to 100 (higher runs first)"""
 
     code = "ERR_INVALID_PRIORITY"
+    reported_by = ("api",)
+    when = "`priority` not an integer from -100 to 100"
 
 
 class InvalidRunAtError(RequestError):
     """'run_at' must be an ISO 8601 date and time, e.g. 2026-12-03T18:00:00Z"""
 
     code = "ERR_INVALID_RUN_AT"
+    reported_by = ("api",)
+    when = "`run_at` not an ISO 8601 date and time from 1970 to 9999"
 
 
 class InvalidDelayError(RequestError):
     """'delay_seconds' must be a number of seconds from 0 to 31536000, and not given with 'run_at'"""  # noqa: E501
 
     code = "ERR_INVALID_DELAY"
+    reported_by = ("api",)
+    when = "`delay_seconds` not a number from 0 to 31,536,000, or given with `run_at`"
 
 
 class InvalidCursorError(RequestError):
     """'after' must be the positive integer id of a job, from the previous page's 'next_after'"""
 
     code = "ERR_INVALID_CURSOR"
+    reported_by = ("api",)
+    when = "`after` not a positive integer"
 
 
 class InvalidJobResultError(ConnectraError):
     """the handler returned a result that cannot be stored as the job's response"""
 
     code = "ERR_INVALID_JOB_RESULT"
+    reported_by = ("job",)
+    when = "a handler's result is not a dict, or one JSON cannot hold"
 
 
 class PermanentJobError(JobFailedError):
@@ -289,6 +401,8 @@ class JobTimeoutError(ConnectraError):
 
     code = "ERR_TIMEOUT"
     transient = True
+    reported_by = ("job",)
+    when = "the handler ran past its hard time limit (`JOB_TIME_LIMITS`)"
 
 
 class RescuedError(ConnectraError):
@@ -296,6 +410,10 @@ class RescuedError(ConnectraError):
 
     code = "ERR_RESCUED"
     transient = True
+    reported_by = ("job",)
+    when = (
+        "the job's runner stopped heartbeating and the job was taken back (see Leases and rescue)"
+    )
 
 
 # -- job data: services, fields, VQL, schedules -----------------------------------------------
@@ -305,30 +423,43 @@ class UnknownFieldError(RequestError):
     """a field name is not one of the service's fields"""
 
     code = "ERR_UNKNOWN_FIELD"
+    reported_by = ("api",)
+    when = "an export's query names a field its service does not have"
 
 
 class UnknownServiceError(RequestError):
     """'service' must be 'contact' or 'company'"""
 
     code = "ERR_UNKNOWN_SERVICE"
+    reported_by = ("api",)
+    when = "a job's `service` is not one Connectra knows"
 
 
 class MissingSelectColumnsError(RequestError):
     """'select_columns' is required for export operations; specify at least one column to include in the output"""  # noqa: E501
 
     code = "ERR_MISSING_SELECT_COLUMNS"
+    reported_by = ("api",)
+    when = "an export's VQL has no `select_columns`"
 
 
 class InvalidVqlError(RequestError):
     """the 'vql' query is not valid"""
 
     code = "ERR_INVALID_VQL"
+    reported_by = ("api",)
+    when = "an export's query is not valid VQL"
 
 
 class InvalidScheduleError(RequestError):
     """the schedule is invalid: it needs a name, a 5-field cron expression and a known time zone"""
 
     code = "ERR_INVALID_SCHEDULE"
+    reported_by = ("api",)
+    when = (
+        "a schedule without `name` or `cron`, or with an invalid name, cron expression (5 fields; "
+        "one that never fires, such as `0 0 31 2 *`, too) or time zone"
+    )
 
 
 class ScheduleNotFoundError(RequestError):
@@ -336,6 +467,8 @@ class ScheduleNotFoundError(RequestError):
 
     code = "ERR_SCHEDULE_NOT_FOUND"
     http_status = 404
+    reported_by = ("api",)
+    when = "no schedule has this name"
 
 
 class ScheduleExistsError(RequestError):
@@ -343,6 +476,8 @@ class ScheduleExistsError(RequestError):
 
     code = "ERR_SCHEDULE_EXISTS"
     http_status = 409
+    reported_by = ("api",)
+    when = "a schedule with this name exists already"
 
 
 # -- files, buckets and keys ------------------------------------------------------------------
@@ -352,12 +487,16 @@ class InvalidFilenameError(RequestError):
     """'filename' must be a plain file name: letters, digits, '.', '_' and '-' only"""
 
     code = "ERR_INVALID_FILENAME"
+    reported_by = ("api",)
+    when = "bad `filename` of `upload-url`"
 
 
 class InvalidExpiryError(RequestError):
     """'expires_in' must be a whole number of seconds within the configured maximum"""
 
     code = "ERR_INVALID_EXPIRES_IN"
+    reported_by = ("api",)
+    when = "bad `expires_in` of a presigned URL"
 
 
 class ObjectStoreNotConfiguredError(ConnectraError):
@@ -365,6 +504,8 @@ class ObjectStoreNotConfiguredError(ConnectraError):
 
     code = "ERR_S3_NOT_CONFIGURED"
     http_status = 503
+    reported_by = ("api",)
+    when = "no object store in this process"
 
 
 class ExportNotReadyError(ConnectraError):
@@ -372,6 +513,8 @@ class ExportNotReadyError(ConnectraError):
 
     code = "ERR_EXPORT_NOT_READY"
     http_status = 409
+    reported_by = ("api",)
+    when = "download-url of a job that is not a completed export"
 
 
 class FileExpiredError(ConnectraError):
@@ -379,6 +522,8 @@ class FileExpiredError(ConnectraError):
 
     code = "ERR_FILE_EXPIRED"
     http_status = 410
+    reported_by = ("api",)
+    when = "download-url of an export whose file retention deleted (`RESULT_TTL_DAYS`)"
 
 
 class BucketNotAllowedError(ConnectraError):
@@ -386,6 +531,11 @@ class BucketNotAllowedError(ConnectraError):
 
     code = "ERR_BUCKET_NOT_ALLOWED"
     http_status = 403
+    reported_by = ("api", "job")
+    when = (
+        "a job (on create, when it runs, or a download-url) names a bucket other than "
+        "`S3_BUCKET` and `S3_ALLOWED_BUCKETS`"
+    )
 
 
 class KeyNotAllowedError(ConnectraError):
@@ -393,6 +543,11 @@ class KeyNotAllowedError(ConnectraError):
 
     code = "ERR_KEY_NOT_ALLOWED"
     http_status = 403
+    reported_by = ("api", "job")
+    when = (
+        "a job's key outside `S3_ALLOWED_PREFIXES`, or with a `.` or `..` segment (on create and "
+        "when the job runs)"
+    )
 
 
 # -- the object store (raised by connectra.objectstore) ---------------------------------------
@@ -402,24 +557,32 @@ class ObjectStoreError(ConnectraError):
     """the object store request failed"""
 
     code = "ERR_S3_REQUEST_FAILED"
+    reported_by: ClassVar[tuple[Reporter, ...]] = ("job",)
+    when = "another refused S3 request"
 
 
 class ObjectNotFound(ObjectStoreError):
     """the object does not exist"""
 
     code = "ERR_S3_OBJECT_NOT_FOUND"
+    reported_by = ("job",)
+    when = "the object does not exist"
 
 
 class BucketNotFound(ObjectStoreError):
     """the bucket does not exist"""
 
     code = "ERR_S3_BUCKET_NOT_FOUND"
+    reported_by = ("job",)
+    when = "the bucket does not exist"
 
 
 class AccessDenied(ObjectStoreError):
     """the object store refused the credentials or the request"""
 
     code = "ERR_S3_ACCESS_DENIED"
+    reported_by = ("job",)
+    when = "the object store refused the credentials or the request"
 
 
 class ObjectStoreUnavailable(ObjectStoreError):
@@ -427,6 +590,8 @@ class ObjectStoreUnavailable(ObjectStoreError):
 
     code = "ERR_S3_UNAVAILABLE"
     transient = True
+    reported_by = ("job",)
+    when = "S3 unreachable, throttling or answering 5xx"
 
 
 class ObjectChanged(ObjectStoreError):
@@ -434,12 +599,16 @@ class ObjectChanged(ObjectStoreError):
 
     code = "ERR_S3_OBJECT_CHANGED"
     transient = True
+    reported_by = ("job",)
+    when = "the object was replaced while being read; the next attempt reads the new one"
 
 
 class InvalidRange(ObjectStoreError):
     """the requested start offset lies past the end of the object"""
 
     code = "ERR_S3_INVALID_RANGE"
+    reported_by = ("job",)
+    when = "a resumed read starts past the end of the object"
 
 
 # -- Elasticsearch (raised by connectra.search and the processors that query it) --------------
@@ -449,12 +618,17 @@ class SearchError(ConnectraError):
     """the Elasticsearch request failed"""
 
     code = "ERR_ELASTICSEARCH"
+    reported_by: ClassVar[tuple[Reporter, ...]] = ("job",)
+    when = "another Elasticsearch error"
+    transient_when = "when 429, 5xx or a lost connection"
 
 
 class SearchBulkError(SearchError):
     """Elasticsearch refused documents of a bulk request"""
 
     code = "ERR_ELASTICSEARCH_BULK"
+    reported_by = ("job",)
+    when = "import: Elasticsearch refused documents of a bulk request"
 
 
 class SearchUnavailableError(SearchError):
@@ -462,18 +636,24 @@ class SearchUnavailableError(SearchError):
 
     code = "ERR_SEARCH_UNAVAILABLE"
     transient = True
+    reported_by = ("job",)
+    when = "import or export: Elasticsearch unreachable, overloaded (429) or failing (5xx)"
 
 
 class SearchIndexNotFoundError(SearchError):
     """the service's Elasticsearch index does not exist"""
 
     code = "ERR_SEARCH_INDEX_NOT_FOUND"
+    reported_by = ("job",)
+    when = "export: the service's index does not exist"
 
 
 class SearchRequestError(SearchError):
     """Elasticsearch refused the export query"""
 
     code = "ERR_SEARCH_REQUEST_FAILED"
+    reported_by = ("job",)
+    when = "export: Elasticsearch refused the query"
 
 
 # -- PostgreSQL (raised by connectra.db) ------------------------------------------------------
@@ -483,18 +663,25 @@ class DatabaseError(ConnectraError):
     """a database statement failed"""
 
     code = "ERR_DATABASE"
+    reported_by = ("job",)
+    when = "another PostgreSQL error (constraint, data, ...)"
+    transient_when = "when a lost connection, serialization failure, deadlock or lack of resources"
 
 
 class MigrationError(ConnectraError):
     """a migration could not be applied"""
 
     code = "ERR_MIGRATION"
+    reported_by = ("runtime",)
+    when = "a migration could not be applied (an applied migration file was edited)"
 
 
 class SchemaOutdatedError(ConnectraError):
     """the database schema is not up to date; run `connectra migrate` first"""
 
     code = "ERR_SCHEMA_OUTDATED"
+    reported_by = ("runtime",)
+    when = "the database schema is behind the code: run `connectra migrate`"
 
 
 # -- CSV imports ------------------------------------------------------------------------------
@@ -504,24 +691,32 @@ class EmptyFileError(ConnectraError):
     """the CSV file is empty: it has no header row"""
 
     code = "ERR_EMPTY_FILE"
+    reported_by = ("job",)
+    when = "import: the file has no header row"
 
 
 class HeaderError(ConnectraError):
     """the CSV header row is not usable"""
 
     code = "ERR_INVALID_HEADER"
+    reported_by: ClassVar[tuple[Reporter, ...]] = ("job",)
+    when = "import: the header row is unreadable"
 
 
 class MissingColumnsError(HeaderError):
     """the CSV file lacks a required column"""
 
     code = "ERR_MISSING_COLUMNS"
+    reported_by = ("job",)
+    when = "import: the header lacks a required column"
 
 
 class DuplicateColumnsError(HeaderError):
     """the CSV header names a column more than once"""
 
     code = "ERR_DUPLICATE_COLUMNS"
+    reported_by = ("job",)
+    when = "import: the header names a column more than once"
 
 
 # -- managed API keys -------------------------------------------------------------------------
@@ -532,6 +727,8 @@ class InvalidKeyNameError(ConnectraError):
 
     code = "ERR_INVALID_KEY_NAME"
     http_status = 400
+    reported_by = ("runtime",)
+    when = "`connectra keys` was given a bad key name"
 
 
 class ApiKeyExistsError(ConnectraError):
@@ -539,6 +736,8 @@ class ApiKeyExistsError(ConnectraError):
 
     code = "ERR_API_KEY_EXISTS"
     http_status = 409
+    reported_by = ("runtime",)
+    when = "`connectra keys create` with a name in use"
 
 
 class ApiKeyNotFoundError(ConnectraError):
@@ -546,6 +745,8 @@ class ApiKeyNotFoundError(ConnectraError):
 
     code = "ERR_API_KEY_NOT_FOUND"
     http_status = 404
+    reported_by = ("runtime",)
+    when = "`connectra keys` names no active key"
 
 
 # -- starting a process -----------------------------------------------------------------------
@@ -555,15 +756,24 @@ class EmbeddedDatabaseError(ConnectraError):
     """the embedded PostgreSQL could not be started; set DATABASE_URL to use a server"""
 
     code = "ERR_EMBEDDED_DATABASE"
+    reported_by = ("runtime",)
+    when = "`connectra run` could not start the embedded PostgreSQL"
 
 
 class LocalS3Error(ConnectraError):
     """the local S3 server could not be started; install 'connectra-jobs[embedded]' or set S3_ENDPOINT_URL"""  # noqa: E501
 
     code = "ERR_LOCAL_S3"
+    reported_by = ("runtime",)
+    when = (
+        "`connectra run` could not start the local S3 server (a busy `LOCAL_S3_PORT`, moto not"
+        " installed), or it exited while `connectra run` ran"
+    )
 
 
 class ListenError(ConnectraError):
     """the metrics and health listener could not listen"""
 
     code = "ERR_LISTEN"
+    reported_by = ("runtime",)
+    when = "the metrics and health listener's port is taken"

@@ -1,18 +1,8 @@
-"""Every metric the product exports, declared once: name (all start with `connectra_`), type,
-help, labels and buckets. README "Operations" lists the same metrics (a test compares them).
+"""Every metric the product exports, declared once: name, type, help, labels and buckets.
 
-Counters and histograms are `prometheus_client` objects in `REGISTRY`, the process's own
-registry (not the library's global one, whose `process_*` and `python_*` names have no prefix),
-except the four every job updates (started, completed, pickup, duration): those are
-`connectra/loop_metrics.py`'s, half the cost per job, in the same registry.
-The gauges are declared here as `MetricSpec`s only: they are read when `/metrics` is scraped,
-by the collectors in `connectra/monitoring/collectors.py` (per-runner gauges from the runners'
-memory, jobs by status and live runners from PostgreSQL).
-
-Labels are bounded: `job_type`, `outcome`, `error_code`, `status`, `service`, `kind`, `queue`,
-`method`, `route` (the aiohttp route's canonical path, never the raw URL) and `runner` (the
-runner's kind and queues, e.g. `first_time:reports`, `first_time:*` for every queue; never the
-random runner id).
+Counters and histograms live in `REGISTRY`, the process's own registry; gauges are only
+`MetricSpec`s here, read at scrape time by `connectra/monitoring/collectors.py`. The table
+in `docs/operations/metrics.md` lists the same metrics (a test compares them).
 """
 
 from __future__ import annotations

@@ -1,14 +1,7 @@
 """Object storage (S3 and S3-compatible servers) through aioboto3: streamed reads, multipart writes.
 
-One `ObjectStore` holds one client for its whole life:
-
-    async with ObjectStore(endpoint_url, region, key_id, secret) as store:
-        async with contextlib.aclosing(store.iter_object(bucket, key)) as chunks:
-            async for chunk in chunks:
-                ...
-
-Every failure is raised as an `ObjectStoreError` subclass carrying an `ERR_S3_...` code and
-whether it is transient; the botocore or aiohttp error is kept in `__cause__`.
+One `ObjectStore` holds one client for its whole life. Every failure is an `ObjectStoreError`
+with its `ERR_S3_...` code and whether it is transient, the driver's error in `__cause__`.
 """
 
 from __future__ import annotations
@@ -263,8 +256,13 @@ class ObjectStore:
         *,
         path_style: bool = False,
         max_attempts: int = 5,
+        presign_endpoint_url: str | None = None,
     ) -> None:
         self._endpoint_url = endpoint_url
+        # Presigned URLs name the endpoint their user reaches, which may not be the one this
+        # process reaches (compose: `http://minio:9000` inside, `http://localhost:9000` outside).
+        # The host is signed, so they are signed by a client of that endpoint (no request made).
+        self._presign_endpoint_url = presign_endpoint_url
         self._region = region
         self._access_key_id = access_key_id
         self._secret_access_key = secret_access_key
@@ -280,22 +278,29 @@ class ObjectStore:
         )
         self._stack: contextlib.AsyncExitStack | None = None
         self._client: Any = None
+        self._presigner: Any = None
 
     async def __aenter__(self) -> Self:
-        """Open the client."""
+        """Open the client, and the presigning one when presigned URLs use another endpoint."""
         session = aioboto3.Session()
-        creator = session.client(
+        async with contextlib.AsyncExitStack() as stack:
+            self._client = await stack.enter_async_context(self._open(session, self._endpoint_url))
+            if self._presign_endpoint_url:
+                opening = self._open(session, self._presign_endpoint_url)
+                self._presigner = await stack.enter_async_context(opening)
+            self._stack = stack.pop_all()
+        return self
+
+    def _open(self, session: aioboto3.Session, endpoint_url: str | None) -> Any:
+        """A client of this endpoint, to enter."""
+        return session.client(
             "s3",
-            endpoint_url=self._endpoint_url,
+            endpoint_url=endpoint_url,
             region_name=self._region,
             aws_access_key_id=self._access_key_id,
             aws_secret_access_key=self._secret_access_key,
             config=self._config,
         )
-        async with contextlib.AsyncExitStack() as stack:
-            self._client = await stack.enter_async_context(creator)
-            self._stack = stack.pop_all()
-        return self
 
     async def __aexit__(
         self,
@@ -303,8 +308,8 @@ class ObjectStore:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """Close the client."""
-        stack, self._stack, self._client = self._stack, None, None
+        """Close the clients."""
+        stack, self._stack, self._client, self._presigner = self._stack, None, None, None
         if stack is not None:
             await stack.aclose()
 
@@ -445,7 +450,7 @@ class ObjectStore:
     async def _presign(self, method: str, params: dict[str, str], expires_s: int) -> str:
         """A presigned URL for one S3 operation."""
         with _mapped_errors(params["Bucket"], params["Key"]):
-            url = await self.client.generate_presigned_url(
+            url = await (self._presigner or self.client).generate_presigned_url(
                 method, Params=params, ExpiresIn=expires_s
             )
         return str(url)

@@ -21,6 +21,7 @@ def object_store(settings: Settings) -> ObjectStore:
         _secret(settings.aws_access_key_id),
         _secret(settings.aws_secret_access_key),
         path_style=settings.s3_force_path_style,
+        presign_endpoint_url=settings.s3_public_endpoint_url,
     )
 
 

@@ -1,13 +1,8 @@
 """Who is calling and what they may do: API keys, their scopes, and which jobs they see.
 
-Two kinds of keys are accepted. The keys of `API_KEYS` (named `env-1`, `env-2`, ... in the
-order given) are admin keys, checked in memory. Managed keys (`connectra keys create`) live
-in PostgreSQL, hashed; what the API read of one is trusted for `API_KEY_CACHE_SECONDS`, so a
-revoked or rotated key stops working within that time in every API process, with no restart.
-Every comparison of a secret, or of its digest, is constant-time; secrets are never logged.
-
-A key's scope decides which routes it may call (`ROUTE_SCOPES`); a key without the admin
-scope sees and acts on only the jobs it created, and any other job is not found.
+`KeyRing` checks admin keys (`API_KEYS`) in memory and managed keys (hashed in PostgreSQL)
+through a short cache; `ROUTE_SCOPES` names the scope each route needs, and a key without the
+admin scope finds only the jobs it created.
 """
 
 from __future__ import annotations

@@ -1,13 +1,7 @@
 """Dashboard sessions: a browser-session cookie that lets /ui render pages, and never act.
 
-The cookie holds `<key id>.<issued>.<nonce>.<mac>` with mac = HMAC-SHA256(the SHA-256 of the
-key's secret, key id.issued.nonce). The key id is `env` for a key of `API_KEYS` (the server
-tries each) or a managed key's id (the visible part of its secret): the key never leaves the
-sign-in request, every API process that accepts the key accepts the cookie, and revoking,
-rotating or removing the key ends the sessions it opened (a managed key's within
-API_KEY_CACHE_SECONDS). Actions (cancel, retry, download) are sent by the page's script to
-/common with the key in `X-API-Key`, which it keeps in the tab's sessionStorage; a cookie
-alone cannot act, so a forged request cannot.
+The cookie is an HMAC signed with the key's secret digest and names the key by its id only, so
+revoking the key ends its sessions. Actions go to /common with the key in `X-API-Key`.
 """
 
 from __future__ import annotations

@@ -205,7 +205,7 @@ def _job_answer(description: str) -> tuple[str, dict[str, Any]]:
 
 
 def _operations(settings: Settings) -> list[Operation]:
-    """Every route of the API, in the README's order."""
+    """Every route of the API, in the order of docs/http-api.md."""
     return [*_job_operations(settings), *_schedule_operations(), *_probe_operations()]
 
 

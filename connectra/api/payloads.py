@@ -1,16 +1,8 @@
 """Request bodies: read them safely and turn them into typed requests.
 
-Rules shared by every endpoint:
-
-- An empty body is `{}`; anything else must be a JSON object (ERR_INVALID_JSON).
-- JSON PostgreSQL cannot store is refused up front as ERR_INVALID_JSON rather than failing
-  in the database: `NaN`/`Infinity` and numbers out of float range, strings holding NUL or an
-  unpaired surrogate, and nesting deeper than `MAX_JSON_DEPTH`.
-- An optional field that is `null` counts as absent; unknown fields are ignored, except by
-  the listing, which refuses them (ERR_UNKNOWN_BODY_FIELD): an ignored `offset` misled.
-- Integers must be JSON integers: `true`, `3.0` and `"3"` are refused (the JSON parser reads
-  ASCII digits only, and refuses an integer of more than 4,300 digits).
-- Integers in a query string (or a cookie) are read by `whole_number` alone.
+JSON PostgreSQL cannot store and integers that are not JSON integers are refused up front
+(`decode_json_object`, `parse_create`, `parse_list`); `whole_number` is the one reader of
+integers in query strings and cookies.
 """
 
 from __future__ import annotations

@@ -1,12 +1,9 @@
-"""Limits on what slow and abusive clients can hold: the API's listener and the runners'
-metrics listener bound how long a request's line and headers, then its body, may take to
-arrive, how long an idle keep-alive connection stays open, and how many connections are open
-at once. Errors the HTTP server itself answers (a header too long, a request that is not
-HTTP) take the API's error shape, and no header value reaches the log.
+"""Limits on what slow and abusive clients can hold, for the API and the metrics listener.
 
-aiohttp has a keep-alive timeout but no timeout for a request's head: a client that connects
-and sends half a header held a file descriptor for an hour. `GuardedRequestHandler` adds that
-timer, `GuardedServer` the cap, and `GuardedAppRunner` runs an app with both.
+Deadlines for a request's head and then its body, an idle keep-alive timeout, a cap on open
+connections (`GuardedRequestHandler`, `GuardedServer`, `GuardedAppRunner`); errors the HTTP
+server answers itself take the API's error shape.
+Why: aiohttp has no timeout for a request's head; half a header held a socket for an hour.
 """
 
 from __future__ import annotations

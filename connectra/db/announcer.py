@@ -1,12 +1,8 @@
 """Telling idle runners that new jobs exist: one NOTIFY after the creates commit.
 
-Each caller waits for an announcement that started after its own commit; creates committing
-while one is sent share the next. A failed announcement is only logged: the jobs are stored and
-runners also poll, so a lost one costs at most one tick.
-
-Why after the commit, in its own transaction: a NOTIFY inside the creating transaction
-serialises all such commits under one lock (see bench/README.md, "Design measurements behind the
-code").
+Creates that commit while an announcement is sent share the next one; a failed one is only
+logged, as runners also poll.
+Why after the commit: a NOTIFY inside the creating transaction serialises all such commits.
 """
 
 from __future__ import annotations

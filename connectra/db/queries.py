@@ -1,12 +1,8 @@
 """Every runtime SQL statement, named noun-first, each with the index it relies on.
 
 Every statement that moves a job is guarded by the state it expects and, for held jobs, by the
-runner holding it: finding nothing to change means the job moved under us, an error. Writes of
-held jobs find rows by primary key and test `status IS NOT DISTINCT FROM $n` (the same test:
-status is never NULL) so that no index on status can serve the guard.
-
-Why that guard: with `status = $n` a planner with lagging statistics scanned a status index full
-of dead entries (see bench/README.md, "Design measurements behind the code").
+runner holding it; held jobs are found by primary key.
+Why `status IS NOT DISTINCT FROM $n`: no status index can serve it, whatever the statistics.
 """
 
 from __future__ import annotations

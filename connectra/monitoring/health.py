@@ -1,12 +1,7 @@
-"""Readiness of one process: what its `/readyz` checks, and the JSON body that names what is
-wrong.
+"""Readiness of one process: what its `/readyz` checks, and the JSON body that names what is wrong.
 
-- every process: the database answers (within `READY_TIMEOUT`);
-- a process hosting runners: its listener (LISTEN) is connected, and each runner's last
-  heartbeat round is younger than twice its heartbeat interval and it is not fenced (it gave
-  up its jobs after failing to heartbeat for most of its lease);
-- the API: how many runners have heartbeated recently (the runners table). No live runner is
-  reported, not a failure: an API-only deployment may be intended.
+Every process: the database answers. A runner process: its listener and each runner's
+heartbeats. The API: how many runners are live (none is reported, not a failure).
 """
 
 from __future__ import annotations

@@ -1,13 +1,8 @@
-"""One runner: a ticker that claims jobs into a bounded queue, consumers that run them, and
-a lease keeper that heartbeats every job the runner holds.
+"""One runner: a ticker claiming jobs into a bounded queue, consumers running them, a lease keeper.
 
-The ticker claims no more jobs than the queue has room for, so every claimed job is in the
-queue or a consumer's hands; on stop, idle consumers leave, busy ones get a grace period and
-everything still held goes back. At most `concurrency` handlers run at once (one slot each,
-given back before the outcome is written), with three consumers per slot.
-
-Why three per slot: while some write outcomes, others already run the next jobs, so short jobs
-do not wait for their own bookkeeping and the status writer's rounds grow with the load.
+The ticker claims no more than the queue has room for; at most `concurrency` handlers run at
+once, with three consumers per slot; on stop, what is still held goes back.
+Why three per slot: while some write outcomes, others already run the next jobs.
 """
 
 from __future__ import annotations

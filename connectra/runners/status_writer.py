@@ -1,16 +1,8 @@
 """Group commit of a runner's most frequent writes: starting a job, completing it, heartbeats.
 
-Consumers hand a write to the writer and wait for it; all writes waiting go out as one statement
-(one round trip, one commit) while the next gather. Before a round the writer lets every ready
-task run once, and tells a round's completions only when the next round goes out (or after
-`ANSWER_PASSES` loop passes), so a busy runner commits once per round instead of twice per job.
-Each write keeps its own guard (state and holder): a job no longer ours fails alone with
-`JobLostError`; a database error fails every write of its round. The heartbeat goes through the
-writer between rounds, as two statements updating the same rows from two connections could
-deadlock.
-
-Why: one commit per round, not per write, is what lets one runner drain short jobs quickly
-(measurements in bench/README.md, "Design measurements behind the code").
+All waiting writes go out as one statement per round, each with its own guard: a job no longer
+ours fails alone with `JobLostError`.
+Why: one commit per round, not per write, is what lets one runner drain short jobs quickly.
 """
 
 from __future__ import annotations

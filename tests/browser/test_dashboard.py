@@ -24,7 +24,8 @@ from tests.polling import eventually
 
 S = JobStatus
 CONTACTS_HEADER = "uuid,first_name,last_name,email,country"
-# `CONNECTRA_SCREENSHOTS_DIR=docs` writes the README's screenshots; otherwise a temporary folder.
+# `CONNECTRA_SCREENSHOTS_DIR=docs` writes the screenshots of the docs' Dashboard page
+# (docs/dashboard.md); otherwise a temporary folder.
 SCREENSHOTS_DIR = os.environ.get("CONNECTRA_SCREENSHOTS_DIR")
 
 
@@ -289,7 +290,7 @@ def _progress(driver: WebDriver) -> int:
 
 
 def _screenshot_path(name: str, tmp_path: Path) -> Path:
-    """Where a screenshot goes: the README's folder when asked for, else the test's."""
+    """Where a screenshot goes: the docs' folder when asked for, else the test's."""
     folder = Path(SCREENSHOTS_DIR) if SCREENSHOTS_DIR else tmp_path
     folder.mkdir(parents=True, exist_ok=True)
     return folder / name

@@ -723,13 +723,13 @@ async def copied(pool: asyncpg.Pool, service: ServiceSchema, names: list[str]) -
 
 
 async def formatted(pool: asyncpg.Pool, service: ServiceSchema, names: list[str]) -> bytes:
-    """The same rows formatted in Python by csv_format, as Elasticsearch documents are."""
+    """The same rows formatted in Python by exporting/cells.py, as Elasticsearch documents are."""
     query = resolve_vql(parse_vql({"select_columns": names}), service)
     rows = await pool.fetch(f"SELECT * FROM {service.table} ORDER BY uuid")
     return RowFormatter(query.columns).search_rows([dict(row) for row in rows])
 
 
-async def test_copy_writes_the_bytes_csv_format_writes_for_edge_values(pool: asyncpg.Pool) -> None:
+async def test_copy_writes_the_bytes_python_cells_write_for_edge_values(pool: asyncpg.Pool) -> None:
     rng = random.Random(11)
     contacts = [
         {"uuid": _uuid(rng), "first_name": text, "email_verified_at": EDGE_TIMES[i % 7]}

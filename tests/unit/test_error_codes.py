@@ -1,6 +1,6 @@
-"""The error codes: each defined once, in `connectra/errors.py`; README "Error codes" lists
-exactly those, with their HTTP statuses and whether they are retried; the OpenAPI document
-names only those."""
+"""The error codes: each defined once, in `connectra/errors.py`, with who reports it and when;
+the error-code reference (`docs/reference/errors.md`) lists exactly those, with their HTTP
+statuses and whether they are transient; the OpenAPI document names only those."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ from connectra.errors import ConnectraError
 from connectra.processors.registry import default_registry
 from connectra.settings import load_settings
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "reference" / "errors.md"
 CODE = re.compile(r"`(ERR_[A-Z0-9_]+)`")
-RETRIED = {"yes": True, "no": False}
+TRANSIENT = {"yes": True, "no": False}
 
 
 def defined() -> dict[str, list[type[ConnectraError]]]:
@@ -33,14 +33,12 @@ def defined() -> dict[str, list[type[ConnectraError]]]:
     return carriers
 
 
-def readme_rows() -> list[tuple[list[str], list[str]]]:
-    """The rows of the tables of README "Error codes": (the codes of the first cell, the
-    other cells)."""
-    text = README.read_text()
-    section = text[text.index("\n### Error codes\n") : text.index("\n## Dashboard\n")]
+def reference_rows() -> list[tuple[list[str], list[str]]]:
+    """The rows of the tables of the error-code reference: (the codes of the first cell, the
+    other cells: HTTP status, transient, message, when)."""
     rows = []
-    for line in section.splitlines():
-        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+    for line in REFERENCE.read_text().splitlines():
+        cells = [cell.strip() for cell in re.split(r"(?<!\\)\|", line.strip().strip("|"))]
         codes = CODE.findall(cells[0])
         if line.startswith("|") and codes:
             rows.append((codes, cells[1:]))
@@ -76,20 +74,32 @@ def test_each_code_is_defined_by_one_class() -> None:
     assert [code for code, n in own_codes.items() if n > 1] == []
 
 
-def test_the_readme_lists_exactly_the_defined_codes_once() -> None:
-    listed = Counter(code for codes, _ in readme_rows() for code in codes)
+def test_each_code_says_who_reports_it_and_when() -> None:
+    for carriers in defined().values():
+        own = next(cls for cls in carriers if "code" in cls.__dict__)
+        assert own.__dict__.get("reported_by"), own.__name__
+        assert str(own.__dict__.get("when", "")).strip(), own.__name__
+
+
+def test_the_reference_lists_exactly_the_defined_codes_once() -> None:
+    listed = Counter(code for codes, _ in reference_rows() for code in codes)
     assert [code for code, n in listed.items() if n > 1] == []
     assert sorted(listed) == sorted(defined())
 
 
-def test_the_readme_gives_each_codes_http_status_and_whether_it_is_retried() -> None:
+def test_the_reference_gives_each_codes_http_status_and_whether_it_is_transient() -> None:
     carriers = defined()
-    for codes, cells in readme_rows():
+    for codes, cells in reference_rows():
         for code in codes:
-            if cells[0].isdigit():  # the API's table
-                assert {c.http_status for c in carriers[code]} == {int(cells[0])}, code
-            elif cells[0] in RETRIED:  # the jobs' table; other answers depend on the case
-                assert {c.transient for c in carriers[code]} == {RETRIED[cells[0]]}, code
+            assert {c.http_status for c in carriers[code]} == {int(cells[0])}, code
+            # "yes", "no", "yes; no when raised as ..." (the code's own class first), or when
+            # it is transient, for a code whose transience depends on the case.
+            first = cells[1].split(";")[0]
+            own = next(c for c in carriers[code] if "code" in c.__dict__)
+            if first in TRANSIENT:
+                assert own.transient is TRANSIENT[first], code
+            if cells[1] in TRANSIENT:
+                assert {c.transient for c in carriers[code]} == {TRANSIENT[cells[1]]}, code
 
 
 def test_the_openapi_document_names_only_defined_codes() -> None:

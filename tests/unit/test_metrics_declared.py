@@ -1,4 +1,4 @@
-"""The metrics: README "Operations" lists exactly those declared in `connectra/metrics.py`,
+"""The metrics: the docs' Metrics page lists exactly those declared in `connectra/metrics.py`,
 every declared counter and histogram is what the registry exports, and names and labels keep
 the rules (prefix, bounded labels)."""
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from connectra import metrics as m
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+METRICS_PAGE = Path(__file__).resolve().parents[2] / "docs" / "operations" / "metrics.md"
 ROW = re.compile(r"^\| `(connectra_[a-z_]+)` \| (counter|gauge|histogram) \|([^|]*)\|")
 # Every label a metric may have: each has a bounded set of values.
 BOUNDED_LABELS = {
@@ -18,10 +18,9 @@ BOUNDED_LABELS = {
 }  # fmt: skip
 
 
-def readme_metrics() -> dict[str, tuple[str, tuple[str, ...]]]:
-    """The metric table of README "Operations": name -> (type, labels)."""
-    text = README.read_text()
-    section = text[text.index("\n## Operations\n") : text.index("\n## Deploying\n")]
+def documented_metrics() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """The metric table of `docs/operations/metrics.md`: name -> (type, labels)."""
+    section = METRICS_PAGE.read_text()
     found: dict[str, tuple[str, tuple[str, ...]]] = {}
     for line in section.splitlines():
         row = ROW.match(line)
@@ -32,9 +31,9 @@ def readme_metrics() -> dict[str, tuple[str, tuple[str, ...]]]:
     return found
 
 
-def test_the_readme_lists_every_declared_metric_with_its_type_and_labels() -> None:
+def test_the_metrics_page_lists_every_declared_metric_with_its_type_and_labels() -> None:
     declared = {spec.name: (spec.kind, spec.labels) for spec in m.DECLARED}
-    assert readme_metrics() == declared
+    assert documented_metrics() == declared
 
 
 def test_names_are_prefixed_unique_and_labels_bounded() -> None:

@@ -1,21 +1,7 @@
 """CSV cells of exported records, the same bytes whichever source the record came from.
 
-Per field type:
-
-- text: as is; integers: decimal digits; uuid: lowercase canonical (`1b4e28ba-2fa1-...`);
-- text[]: the elements joined with ";", NULL elements left out. When an element holds ";" or
-  "[", the joined text could not be read back as the same list, so the list is written as a
-  compact JSON array instead (`["a;b","c"]`): the import reads both forms;
-- timestamp: ISO 8601 in UTC with "Z", `2021-12-23T20:27:13Z`, with six fractional digits only
-  when the microseconds are non-zero (`2021-12-23T20:27:13.529903Z`);
-- NULL or missing: an empty cell.
-
-Files are UTF-8 without BOM, lines as `csv_lines` writes them (ending in "\\n", as psql's COPY
-and Go's encoding/csv write them). The header row is `select_columns` as given.
-
-Elasticsearch `_source` values are JSON; they are parsed to Python values and formatted here.
-PostgreSQL writes the same lines itself with COPY (`cells_sql`); the export tests compare the
-two byte for byte.
+One format per field type (`format_value`), lines as `csv_lines` writes them (`RowFormatter`).
+Elasticsearch records are formatted here; PostgreSQL writes the same bytes itself (`cells_sql`).
 """
 
 from __future__ import annotations

@@ -1,23 +1,7 @@
 """The select list whose `COPY ... (FORMAT csv)` output is exactly the cells `cells` writes.
 
-PostgreSQL's COPY quotes a field holding the delimiter, a double quote, CR or LF, doubling inner
-quotes, and leaves every other field bare: the same rule as `csv_lines.csv_field`. Lines end in
-"\\n" on every platform when COPY writes to the client. The select list only has to turn each
-value into the text `cells` writes, and to undo three differences in how COPY marks
-emptiness and end of data:
-
-- COPY writes NULL as an empty field and quotes an empty string (`""`) to tell the two apart;
-  `cells` writes both as an empty field. With several columns, empty text is turned into
-  NULL (`nullif`), so every empty cell is bare.
-- A row of one empty field is `""` in `cells` (not a blank line). With one column, NULL is
-  turned into an empty string instead (`coalesce`), which COPY writes as `""`.
-- COPY quotes a single-column row holding exactly `\\.` (psql's end-of-data marker) as `"\\."`;
-  `cells` leaves it bare. `restore_end_marker` unquotes such rows in COPY's output.
-
-Per type: text as is; text[] joined with ";" (NULL elements left out, as `array_to_string`
-does), or as a compact JSON array when an element holds ";" or "["; uuid and integers in their
-text form (lowercase uuids, decimal digits); timestamps in ISO 8601 UTC with "Z" and six
-fractional digits only when they are not all zero.
+`copy_cells` turns each value into the text `cells` writes and evens out how COPY marks empty
+values; `restore_end_marker` unquotes the one row COPY quotes and `cells` does not.
 """
 
 from __future__ import annotations

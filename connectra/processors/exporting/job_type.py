@@ -1,17 +1,8 @@
 """The `export_csv_file` job type: a service's records matching a VQL query, as a CSV in S3.
 
-job_data: `service` ("contact" | "company"), `vql` (see `vql`), `s3_bucket` (default
-`S3_BUCKET`; only buckets `bucket_policy` allows). The query is checked when the job is
-created, so a bad one is refused with its own code (ERR_MISSING_SELECT_COLUMNS,
-ERR_UNKNOWN_FIELD, ERR_INVALID_VQL, ERR_UNKNOWN_SERVICE).
-
-The records come from Elasticsearch when a search client is configured (pages formatted here,
-`cells`), else from PostgreSQL (ranges the server writes with COPY, `postgres_source`);
-both give the same bytes. Either way the CSV streams into a multipart upload with bounded
-memory (`upload`). An export that fails or is cancelled leaves no object and no pending
-upload; one killed outright leaves its upload's id in the job's checkpoint, and the next attempt
-aborts that upload first (`checkpoint`). The object is
-`{S3_UPLOAD_FILE_PATH_PRIFIX}/{job uuid}.csv`.
+`ExportCsvData` checks the query when the job is created; `run_export_csv` reads the records from
+Elasticsearch when a search client is configured, else from PostgreSQL, streams them into one
+object (`upload`) and first aborts any upload a killed attempt left behind (`checkpoint`).
 """
 
 from __future__ import annotations

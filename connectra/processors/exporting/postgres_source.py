@@ -1,15 +1,8 @@
 """The PostgreSQL export source: the server writes the CSV itself, with COPY, range by range.
 
-The export's total order is cut into ranges (RANGE_ROWS rows; in an order other than the primary
-key, ranges grow so there are at most MAX_RANGES), each one `COPY (SELECT ...) TO STDOUT WITH
-(FORMAT csv)` of the rows after the previous range's last keys (see `sql`). Ranges partition the
-key space, so a row present throughout the export is written exactly once; rows changed during
-it may or may not appear. COPY output is handed to the sink as it comes; while the sink waits,
-the COPY waits on its socket, so memory holds a few blocks whatever the export's size.
-
-Why ranges: each COPY holds one snapshot (and holds back vacuum) while it streams; why COPY: the
-server formatting cells (`cells_sql`) beats decoding and formatting rows in Python (see
-bench/README.md, "Design measurements behind the code").
+`copy_export` cuts the export's order into ranges that partition the key space and hands each
+range's COPY output to the sink as it comes, so memory holds a few blocks.
+Why: a range holds one snapshot at a time, and cells formatted by the server are cheaper.
 """
 
 from __future__ import annotations

@@ -1,12 +1,7 @@
 """The Elasticsearch export source: pages of an `ExportQuery`'s documents, in its total order.
 
-A bool query sorted with `missing: _last` and paged with `search_after` (not point-in-time, which
-OpenSearch-compatible test servers lack). It gives the records the PostgreSQL source
-(`postgres_source`) gives, in the same order (see `sql` and `vql` for how).
-
-Both assume what the import writes: uuids in lowercase canonical form in the index, and text
-values shorter than the keyword `ignore_above` (8191), past which Elasticsearch neither matches
-nor sorts them.
+A bool query sorted with `missing: _last` and paged with `search_after` (`search_pages`); it
+gives the records the PostgreSQL source gives, in the same order.
 """
 
 from __future__ import annotations

@@ -1,15 +1,7 @@
 """The SQL of the PostgreSQL export source: ranges of a filtered, totally ordered scan.
 
-Identifiers come only from the catalog and are checked again here before being quoted; every
-value is a bind parameter. The order is Elasticsearch's: text compares with COLLATE "C" (byte
-order, as keyword sort), timestamps at millisecond precision (the `date` type's), missing values
-last in both directions.
-
-A range is bounded by keyset conditions on the sort keys, never by OFFSET or LIMIT: rows after
-the previous range's last keys, up to and including its own last keys (`range_rows`), which a
-short query finds first (`range_end`). Ranges therefore partition the key space: a row present
-throughout the export is in exactly one of them whatever changes in between. The rows are
-selected as the cells `cells_sql` writes, for `COPY (...) TO STDOUT WITH (FORMAT csv)`.
+Identifiers only from the catalog, values only as bind parameters, Elasticsearch's order; ranges
+are bounded by keyset conditions, never OFFSET, so they partition the key space.
 """
 
 from __future__ import annotations

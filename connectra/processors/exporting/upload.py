@@ -1,15 +1,7 @@
-"""An export's CSV streamed into one S3 object, with bounded memory.
+"""An export's CSV streamed into one S3 object, with bounded memory (`write_export`).
 
-A source is a coroutine function that hands CSV bytes to a sink, in order, with the number of
-rows they complete. It runs in a task beside the upload, so it produces the next bytes while a
-part uploads: its bytes are cut into blocks of BLOCK_BYTES, at most BUFFERED_BLOCKS of them wait
-(about one part), and the sink waits while they are all taken. That wait is the back-pressure:
-Elasticsearch pages are fetched no further ahead, and PostgreSQL's COPY pauses. Memory holds
-the waiting blocks, the part being filled and what the source holds, whatever the export's size.
-
-An export that fails or is cancelled leaves no object and no pending upload; `on_upload` hears
-of the multipart upload before its first part is sent (see `checkpoint`). Progress
-(`number_records_processed`) is reported at most once a second, and once at the end.
+The source runs beside the upload and waits while `BUFFERED_BLOCKS` blocks wait to be sent:
+that is the back-pressure. A failed or cancelled export leaves no object and no pending upload.
 """
 
 from __future__ import annotations

@@ -1,26 +1,7 @@
 """VQL, the query language of export jobs: its model, and its validation against a service.
 
-    {"where": {"keyword_match": {"must": {"country": ["US"]}, "must_not": {"title": "CEO"}},
-               "range_query": {"must": {"employees_count": {"gte": 50, "lt": 1000}},
-                               "must_not": {"email_verified_at": {"lt": "2024-01-01T00:00:00Z"}}}},
-     "select_columns": ["id", "name"],
-     "order_by": [{"order_by": "name", "order_direction": "desc"}],
-     "limit": 500}
-
-- `keyword_match`: per field, one value or a list of values; `must` keeps a record whose field
-  equals one of them (for `text[]` fields: shares one of them), `must_not` drops it. Fields of
-  every type but timestamps; values must fit the field's type.
-- `range_query`: per field, bounds among `gte`, `lte`, `gt`, `lt`; integer fields take integers,
-  timestamp fields ISO 8601 strings (UTC when no offset is given). Timestamps are compared at
-  millisecond precision, Elasticsearch's `date` precision, so both export sources agree.
-- `select_columns` (required): the CSV columns, in order; `id` is the record's `uuid`.
-- `order_by`: scalar fields, `asc` (default) or `desc`, missing values last; a `uuid asc`
-  tiebreak is appended unless `uuid` is already a key, so the order is total.
-- `limit`: the page size of an Elasticsearch export, 1 to 10000 (default 500); it never caps the
-  row count and never changes the output (PostgreSQL exports stream ranges with COPY instead).
-
-Any other key is refused: a filter the exporter silently ignored would export too much. Field
-names are checked against the catalog and only the catalog's names are used afterwards.
+`parse_vql` checks the shape and refuses any unknown key (an ignored filter would export too
+much); `resolve_vql` checks names and values against the catalog and gives an `ExportQuery`.
 """
 
 from __future__ import annotations

@@ -1,23 +1,8 @@
 """One stretch of complete CSV lines parsed into a `RecordBlock`: fields plus where records are.
 
-A block is parsed in one of two ways. When every line is one complete, non-blank record of valid
-UTF-8 (almost every file, almost always), the whole block goes through the C parser in one call
-(or through `str.split` when it holds no quote at all), and nothing is built per record but its
-list of fields. Otherwise it is parsed record by record, which places bad records (invalid UTF-8,
-parser errors, records too large, a quote left open at the end of the file) and blank lines.
-Both give the same records: the per-record parse is the reference, the one-call parse a shortcut
-taken only when it provably agrees.
-
-The csv module reads an unquoted empty field and a quoted one (`""`) alike, as "". PostgreSQL's
-CSV rule tells them apart (NULL, empty string), so a block also says which empty fields were
-quoted: all of them when every field of the block is quoted (files written with "quote all",
-told by counting quotes, without looking at each record), else those `quoted_empty` lists,
-found by looking only at records whose text holds `""` and whose fields include an empty one.
-
-`csv.field_size_limit` is process-wide and 128 KiB by default. Rather than raise it for every
-user of the csv module, this module parses with a private instance of the `_csv` extension
-(multi-phase init, PEP 489, so the instance has its own limit) and lifts the limit there: the
-record size cap of `reader`, enforced in bytes before and after parsing, is the real bound.
+`parse_block` takes a one-call parse only when it provably agrees with the per-record parse, and
+says which empty fields were quoted. It uses a private `_csv` instance, whose field size limit
+is lifted without touching the process-wide one.
 """
 
 from __future__ import annotations

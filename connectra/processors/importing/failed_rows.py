@@ -1,17 +1,7 @@
 """The failed-rows CSV of an import: every bad row, uploaded next to the source file.
 
-Columns are `line,error,<the source's header columns...>,raw`. A row that was split into the
-header's number of fields has them in the source columns and an empty `raw`; one that could not
-be decoded (invalid UTF-8, replaced by U+FFFD), could not be parsed (an unterminated quote, a
-stray carriage return, a record too large: its first 4 KiB) or had another number of fields has
-its text, without its line end, in `raw` and empty source columns. Lines end in LF and fields are
-quoted as exports quote them (`csv_lines`). The object is only created once a bad row comes,
-and is streamed with a multipart upload, so memory stays bounded.
-
-So that a resumed import loses none of them, bad rows are not uploaded as they come: each batch's
-rows are stored in PostgreSQL (`sinks.FailedRowsSink`, one CSV line per row, keyed by job and
-line) before the batch's checkpoint is saved. Once the whole file is imported, the attempt that
-finishes streams them into this file in line order, then deletes them.
+Columns `line,error,<the source's header columns...>,raw`. `FailedRowsFile` is that object,
+created with the first bad row; the import fills it once the whole file is in.
 """
 
 from __future__ import annotations

@@ -1,27 +1,8 @@
 """The `insert_csv_file` job: a CSV file in S3 into PostgreSQL, Elasticsearch and filter values.
 
-The object is streamed, never held whole. A reader task splits it into blocks of records and
-cuts batches of `BATCH_SIZE_FOR_INSERTION` records, parsing and converting in worker threads; a
-writer task takes them from a queue of one and writes each batch to every sink at once.
-PostgreSQL commits lag one batch behind (see `sinks.PostgresSink`), and progress counts
-committed batches only (every one of them, also when the import is cancelled or fails). Memory
-holds a few batches whatever the file size. A batch whose own bytes PostgreSQL reads exactly as
-the converter did is COPYed as those bytes (`verbatim_copy`); any other is COPYed as converted
-rows.
-
-Bad rows never fail the job: they are counted, listed (capped) in `runtime_errors` and written
-to a failed-rows CSV next to the source (see `failed_rows`). Conversion rules, including
-"an unquoted empty field is NULL, a quoted one the empty string" and "the last duplicate uuid
-wins", are in `rows`.
-
-Imports resume. Once a batch is committed in every sink (its bad rows included, which are kept
-in PostgreSQL until the end), the attempt saves a checkpoint on the job row (`checkpoint`):
-the byte offset and line after the batch, the totals, the header and the object's ETag. The next
-attempt, automatic or a manual retry, reads the header from the checkpoint, fetches only the rest
-of the object with a ranged GET and carries the line numbers and totals on; batches written after
-the checkpoint are written again, which every sink tolerates. If the object was replaced since,
-the checkpoint is ignored and the import starts over (and says so in `messages`). The failed-rows
-CSV is written once the whole file is in, from the bad rows of every attempt.
+`CsvImport` streams the object with bounded memory (a reader task, a writer task, every sink at
+once), saves a checkpoint after each batch every sink committed so the next attempt resumes
+there, and writes the failed-rows CSV once the whole file is in.
 """
 
 from __future__ import annotations

@@ -1,24 +1,7 @@
 """CSV records from a stream of byte chunks, with bounded memory and resumable offsets.
 
-The stdlib csv parser does the field splitting (see `blocks`); this module decides which
-complete lines to hand it and keeps the position of every record so an import can resume later
-with a ranged GET at a record's end offset, passing the line after it as `start_line`.
-
-Boundaries follow the csv module (RFC 4180 plus its lenient handling of stray quotes). Lines end
-at LF; CRLF is accepted. Records that cannot be parsed are yielded as bad records rather than
-stopping the stream:
-
-- invalid UTF-8: the record's bytes, decoded with errors="replace", are in `raw`;
-- a quote left open up to the end of the file: one bad record from the line where it starts;
-- a record larger than `MAX_RECORD_BYTES`: one bad record, its first `RAW_PREVIEW_BYTES` bytes in
-  `raw`; the rest of it is skipped without being held in memory, up to the first line end where
-  its quotes balance.
-
-Blank lines are counted but yield nothing. The buffer never holds more than `max_record_bytes`
-plus one chunk; parsing it takes a few times that.
-
-`CsvRecordReader.feed_blocks` gives the records of each chunk as one `RecordBlock` (the import
-uses these: nothing is built per record but its fields); `feed` gives them as `CsvRecord`s.
+`CsvRecordReader` decides which complete lines to hand the parser (`blocks`) and keeps each
+record's offsets and line; records that cannot be parsed come out as bad records.
 """
 
 from __future__ import annotations

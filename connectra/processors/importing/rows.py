@@ -1,23 +1,7 @@
 """CSV records to typed rows of one service: the header's layout, per-type converters, bad rows.
 
-Pure and synchronous, so a whole batch can be converted in a worker thread.
-
-Conversion rules (the import's documented contract):
-
-- Empty fields follow PostgreSQL's CSV rule for text: an unquoted empty field is NULL, a quoted
-  one (`""`) the empty string. Other types read both as NULL (COPY's FORCE_NULL), as `""` is no
-  integer, uuid or timestamp; a TEXT_ARRAY field left empty is the empty array (the column is
-  NOT NULL). A required field needs a non-empty value, `""` included. Other text is stored
-  exactly as written.
-- UUID: any form `uuid.UUID` accepts, stored in canonical lowercase form.
-- INTEGER / BIGINT: a base-10 integer within the column's range and CHECK constraint.
-- TIMESTAMP: ISO 8601 (`datetime.fromisoformat`); a time without an offset is UTC.
-- TEXT_ARRAY: a JSON array of strings (`["Software","SaaS"]`) or `;`-separated text
-  (`Software;SaaS`); items are trimmed and empty items dropped.
-- Duplicate uuids: the last occurrence wins; within a batch only the last row is kept.
-- Values of btree-indexed text columns (filterable fields and `email`) are limited to
-  `MAX_INDEXED_TEXT_CHARS`: a longer one would fail the whole batch's INSERT in PostgreSQL.
-- A NUL character in a field makes the row bad (PostgreSQL text cannot hold it).
+Pure and synchronous, so a whole batch can be converted in a worker thread. Its conversion rules
+are the import's documented contract.
 """
 
 from __future__ import annotations

@@ -1,20 +1,8 @@
 """When the bytes a batch was read from can be COPYed into PostgreSQL as they are (format csv).
 
-Sending the file's own bytes spares re-encoding every value, but PostgreSQL must then read
-exactly the values the converter read and checked. That holds when every check below passes;
-otherwise the batch is sent as converted rows (`copy_records_to_table`), which is always exact.
-
-- The file's columns are the layout's fields, in file order, and none is an array (arrays are
-  `;`-separated or JSON in the file, but PostgreSQL array literals on input).
-- No quote character anywhere: PostgreSQL honours a quote inside an unquoted field, the csv
-  module keeps it as text. No NUL byte, no `\\.` (the end-of-data marker), and lines end all
-  in LF or all in CRLF (PostgreSQL takes the line end of a COPY from its first line).
-- Only the kept rows are sent: bad rows and all but the last row of a duplicated uuid are cut.
-- Each value reads the same: uuids in canonical form, integers as plain ASCII digits, timestamps
-  in the ISO 8601 forms both parsers agree on (at most 6 fractional digits; an offset PostgreSQL
-  accepts; none means UTC, so the COPY runs with `TimeZone` UTC). With no quote, every empty
-  field is unquoted: NULL in both (a quoted `""`, the empty string in both for text, never gets
-  here). Text is stored as written by both.
+`verbatim_csv` gives the kept rows' own bytes only when PostgreSQL provably reads the values
+the converter read; otherwise the batch is sent as converted rows, which is always exact.
+Why: sending the file's own bytes spares re-encoding every value.
 """
 
 from __future__ import annotations

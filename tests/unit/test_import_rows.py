@@ -35,7 +35,7 @@ def record(line: int, *fields: str) -> CsvRecord:
 
 
 def bad_record(line: int, error: str, raw: str) -> CsvRecord:
-    """A record csv_stream could not split."""
+    """A record the reader could not split."""
     return CsvRecord(line=line, end_offset=0, next_line=line + 1, fields=[], error=error, raw=raw)
 
 

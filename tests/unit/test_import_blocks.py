@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from connectra.processors.importing import blocks as csv_blocks
+from connectra.processors.importing import blocks as import_blocks
 from connectra.processors.importing.batches import BatchCutter, RecordBatch
 from connectra.processors.importing.reader import CsvRecord, CsvRecordReader, RecordBlock
 
@@ -55,7 +55,7 @@ def test_the_one_call_parse_gives_the_records_of_the_per_record_parse(
     data: bytes, size: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fast = records_of(data, size)
-    monkeypatch.setattr(csv_blocks, "_one_line_records", lambda *args: None)
+    monkeypatch.setattr(import_blocks, "_one_line_records", lambda *args: None)
     assert fast == records_of(data, size)
 
 
@@ -101,8 +101,8 @@ def test_blocks_with_blank_lines_or_bad_records_are_parsed_record_by_record() ->
 def test_empty_fields_written_between_quotes_are_found(
     text: str, expected: tuple[int, ...]
 ) -> None:
-    fields = next(iter(csv_blocks._CSV.reader(io.StringIO(text, newline=""))))
-    assert csv_blocks.quoted_empty_fields(text, fields) == expected
+    fields = next(iter(import_blocks._CSV.reader(io.StringIO(text, newline=""))))
+    assert import_blocks.quoted_empty_fields(text, fields) == expected
 
 
 @pytest.mark.parametrize("size", [1, 7, 1 << 20])
@@ -135,7 +135,7 @@ def test_a_block_knows_when_every_field_is_quoted(data: bytes, every_field_quote
     assert block.every_field_quoted is every_field_quoted
     monkeypatch = pytest.MonkeyPatch()
     with monkeypatch.context() as patched:
-        patched.setattr(csv_blocks, "_one_line_records", lambda *args: None)
+        patched.setattr(import_blocks, "_one_line_records", lambda *args: None)
         (reference,) = blocks_of(data, len(data))
     assert [block.quoted_empty_of(i) for i in range(len(block))] == [
         reference.quoted_empty_of(i) for i in range(len(reference))
@@ -143,8 +143,10 @@ def test_a_block_knows_when_every_field_is_quoted(data: bytes, every_field_quote
 
 
 def test_a_batch_of_blocks_quoted_every_way_gives_each_records_quoted_empty_fields() -> None:
-    quoted_all, _, _ = csv_blocks.parse_block(b'"1","",""\n"2","x",""\n', 0, 2, 1 << 20, 99, False)
-    some, _, _ = csv_blocks.parse_block(b'3,"",\n4,,\n', 22, 4, 1 << 20, 99, False)
+    quoted_all, _, _ = import_blocks.parse_block(
+        b'"1","",""\n"2","x",""\n', 0, 2, 1 << 20, 99, False
+    )
+    some, _, _ = import_blocks.parse_block(b'3,"",\n4,,\n', 22, 4, 1 << 20, 99, False)
     assert (quoted_all.every_field_quoted, some.every_field_quoted) == (True, False)
     cutter = BatchCutter(4)
     (batch,) = cutter.add(quoted_all) + cutter.add(some)
