@@ -2,37 +2,38 @@
 
 from __future__ import annotations
 
-import asyncio
+# Each command imports what it runs inside its own body, not here: every invocation imports
+# this module, and `connectra healthcheck` runs in each container every 30 s (every 2 s while
+# it starts), where the runners, processors and drivers (asyncpg, aioboto3, elasticsearch,
+# aiohttp) would cost over half a CPU-second a probe (bench/README.md, `bench_cli_start.py`).
+# At the top: what typer reads from the commands' signatures, and light domain modules.
 import json
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 from uuid import UUID
 
 import typer
 
 from connectra._version import package_version
 from connectra.api_keys import Scope
-from connectra.db.api_key_store import ApiKeyStore, StoredKey, key_to_json
-from connectra.db.embedded import start_embedded
-from connectra.db.migrate import ensure_schema
-from connectra.db.migrate import migrate as apply_migrations
-from connectra.db.pool import create_pool
-from connectra.db.schedule_store import ScheduleStore, StoredSchedule, schedule_to_json
-from connectra.db.store import JobStore
 from connectra.errors import ConnectraError
-from connectra.job_table import render_table
-from connectra.job_watch import ProgressLine, exit_code, follow, has_ended
 from connectra.jobs import Job, JobStatus, job_to_json, parse_run_at
-from connectra.local_s3 import LOCAL_BUCKET, LOCAL_CREDENTIAL, local_s3
-from connectra.logs import configure_logging
-from connectra.processors.base import JobTypeRegistry, tick_job
-from connectra.processors.loader import load_registry
-from connectra.runners.daemon import Parts, serve
-from connectra.schedules import Schedule
-from connectra.settings import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from connectra.db.api_key_store import ApiKeyStore, StoredKey
+    from connectra.db.schedule_store import ScheduleStore, StoredSchedule
+    from connectra.db.store import JobStore
+    from connectra.processors.base import JobTypeRegistry
+    from connectra.runners.daemon import Parts
+    from connectra.schedules import Schedule
+    from connectra.settings import Settings
+
+    ScheduleAction = Callable[[ScheduleStore], Awaitable[StoredSchedule]]
 
 log = logging.getLogger("connectra")
 
@@ -83,6 +84,9 @@ def _fail(message: str, code: int) -> NoReturn:
 
 def _settings(**overrides: Any) -> Settings:
     """Load the settings; bad configuration is one line and exit code 2."""
+    from connectra.logs import configure_logging
+    from connectra.settings import ConfigError, load_settings
+
     try:
         settings = load_settings(**overrides)
     except ConfigError as exc:
@@ -118,6 +122,9 @@ def _overrides(app: str | None = None, queues: str | None = None) -> dict[str, A
 def _registry(settings: Settings) -> JobTypeRegistry:
     """The built-in job types, installed plugins and the user's `--app`; a bad `--app` is one
     line and exit code 2."""
+    from connectra.processors.loader import load_registry
+    from connectra.settings import ConfigError
+
     try:
         return load_registry(settings.app)
     except ConfigError as exc:
@@ -127,6 +134,8 @@ def _registry(settings: Settings) -> JobTypeRegistry:
 def _database_url(settings: Settings) -> str:
     """`DATABASE_URL`, or the embedded server when none is set; one that cannot start (e.g.
     an image without the embedded extra) is one line and exit code 1."""
+    from connectra.db.embedded import start_embedded
+
     if settings.database_url:
         return settings.database_url
     return _run_sync(lambda: start_embedded(settings.embedded_data_dir))
@@ -135,6 +144,10 @@ def _database_url(settings: Settings) -> str:
 def _run(main: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine on uvloop where it exists, turning product errors into one line and
     exit code 1. (uvloop: less CPU per job than asyncio's own loop, see bench/README.md.)"""
+    import asyncio
+
+    from connectra.settings import ConfigError
+
     try:
         with asyncio.Runner(loop_factory=_event_loop_factory()) as runner:
             return runner.run(main())
@@ -163,6 +176,8 @@ def _first(group: BaseExceptionGroup[E]) -> E:
 
 def _daemon(parts: Parts, settings: Settings, registry: JobTypeRegistry | None = None) -> None:
     """Run the daemon with these parts until it is signalled to stop."""
+    from connectra.runners.daemon import serve
+
     registry = registry or _registry(settings)
     url = _database_url(settings)
     _run(lambda: serve(settings, url, parts, registry=registry))
@@ -171,6 +186,9 @@ def _daemon(parts: Parts, settings: Settings, registry: JobTypeRegistry | None =
 @app.command()
 def migrate() -> None:
     """Apply the database migrations that are missing (safe to run concurrently)."""
+    from connectra.db.migrate import migrate as apply_migrations
+    from connectra.db.pool import create_pool
+
     settings = _settings()
     url = _database_url(settings)
 
@@ -189,6 +207,8 @@ def migrate() -> None:
 @app.command()
 def api(app: AppOption = None) -> None:
     """Serve the HTTP API."""
+    from connectra.runners.daemon import Parts
+
     settings = _settings(**_overrides(app))
     _daemon(Parts(api=True), settings)  # refused without API_KEYS unless a key is stored
 
@@ -196,6 +216,9 @@ def api(app: AppOption = None) -> None:
 @app.command()
 def run(app: AppOption = None, queues: QueuesOption = None) -> None:
     """The local default: migrate, then run the API and both runners in one process."""
+    from connectra.local_s3 import LOCAL_BUCKET, LOCAL_CREDENTIAL, local_s3
+    from connectra.runners.daemon import Parts, serve
+
     overrides: dict[str, Any] = _overrides(app, queues)
     settings = _settings(**overrides)
     registry = _registry(settings)  # a bad --app stops us before anything starts
@@ -232,17 +255,25 @@ def run(app: AppOption = None, queues: QueuesOption = None) -> None:
 @jobs_app.command("first_time")
 def first_time(app: AppOption = None, queues: QueuesOption = None) -> None:
     """Run open jobs with PARALLEL_JOBS handler slots (or the slots of each of QUEUES)."""
+    from connectra.runners.daemon import Parts
+
     _daemon(Parts(first_time=True), _settings(**_overrides(app, queues)))
 
 
 @jobs_app.command("retry")
 def retry(app: AppOption = None, queues: QueuesOption = None) -> None:
     """Retry failed jobs whose run_after has come, one at a time."""
+    from connectra.runners.daemon import Parts
+
     _daemon(Parts(retry=True), _settings(**_overrides(app, queues)))
 
 
 async def _with_store(settings: Settings, action: Callable[[JobStore], Awaitable[T]]) -> T:
     """Open a small pool, run one store action, close the pool."""
+    from connectra.db.migrate import ensure_schema
+    from connectra.db.pool import create_pool
+    from connectra.db.store import JobStore
+
     pool = await create_pool(_database_url(settings), max_size=2)
     try:
         await ensure_schema(pool, apply=False)
@@ -267,6 +298,8 @@ def _follow(
 ) -> NoReturn:
     """Get a job from `first`, show its progress until it ends, print it and exit: 0 when
     completed, 1 when failed_final or aborted, 124 on timeout, 130 on Ctrl-C."""
+    from connectra.job_watch import ProgressLine, exit_code, follow, has_ended
+
     line = ProgressLine(sys.stderr)
 
     async def watch(store: JobStore) -> Job:
@@ -375,6 +408,8 @@ def list_jobs(
 
 def _print_table(jobs: list[Job], full_page: bool) -> None:
     """The jobs as a table; on stderr, how to get the next page when this one is full."""
+    from connectra.job_table import render_table
+
     if not jobs:
         typer.echo("no jobs", err=True)
         return
@@ -442,16 +477,18 @@ SCHEDULE_COLUMNS = (
     ("NEXT TICK", "next_tick_at"),
     ("SOURCE", "source"),
 )
-ScheduleAction = Callable[[ScheduleStore], Awaitable[StoredSchedule]]
 
 
 def _on_schedules(settings: Settings, action: Callable[[ScheduleStore], Awaitable[T]]) -> T:
     """Run one schedule store action on a small pool."""
+    from connectra.db.schedule_store import ScheduleStore
+
     return _run(lambda: _with_store(settings, lambda store: action(ScheduleStore(store.pool))))
 
 
 def _print_schedule(settings: Settings, action: ScheduleAction) -> None:
     """Run an action that gives one schedule; print it as JSON."""
+    from connectra.db.schedule_store import schedule_to_json
 
     async def shown(schedules: ScheduleStore) -> dict[str, Any]:
         """The schedule as of the database's clock."""
@@ -492,6 +529,8 @@ def list_schedules(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List schedules with their last and next tick (UTC; QUEUE '-' is the job type's)."""
+    from connectra.db.schedule_store import schedule_to_json
+
     settings = _settings()
 
     async def listing(schedules: ScheduleStore) -> list[dict[str, Any]]:
@@ -520,6 +559,9 @@ def add_schedule(
     app: AppOption = None,
 ) -> None:
     """Add a schedule, checked against the job types of --app, as POST /common/schedules."""
+    from connectra.processors.base import tick_job
+    from connectra.schedules import Schedule
+
     settings = _settings(**_overrides(app))
     try:
         raw = json.loads(data)
@@ -581,6 +623,8 @@ KEY_COLUMNS = (
 
 def _on_keys(action: Callable[[ApiKeyStore], Awaitable[T]]) -> T:
     """Run one key store action on a small pool."""
+    from connectra.db.api_key_store import ApiKeyStore
+
     settings = _settings()
     return _run(lambda: _with_store(settings, lambda store: action(ApiKeyStore(store.pool))))
 
@@ -618,6 +662,8 @@ def list_keys(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List keys, revoked ones too: name, scope, prefix, dates (never a secret)."""
+    from connectra.db.api_key_store import key_to_json
+
     shown = [key_to_json(key) for key in _on_keys(lambda keys: keys.all())]
     if as_json:
         _print_json(shown)
@@ -636,6 +682,8 @@ def rotate_key(name: Annotated[str, typer.Argument(help="The key's name.")]) -> 
 @keys_app.command("revoke")
 def revoke_key(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
     """Revoke a key for good (within API_KEY_CACHE_SECONDS); its name stays taken."""
+    from connectra.db.api_key_store import key_to_json
+
     key = _on_keys(lambda keys: keys.revoke(name))
     _print_json(key_to_json(key))
 
@@ -657,19 +705,23 @@ def healthcheck(
 ) -> None:
     """Exit 0 when the process answers ready (200), else 1 with one line saying why: for
     container HEALTHCHECKs."""
-    from connectra.healthcheck import check, default_urls
+    from connectra.healthcheck import check
 
-    if url is not None:
-        urls = [url]
-    else:
-        try:
-            urls = default_urls(load_settings())
-        except ConfigError as exc:
-            _fail(str(exc), 1)
-    verdict = check(urls, timeout)
+    verdict = check([url] if url is not None else _healthcheck_urls(), timeout)
     if not verdict.ready:
         _fail(f"not ready: {verdict.reason}", 1)
     typer.echo(verdict.reason)
+
+
+def _healthcheck_urls() -> list[str]:
+    """The `/readyz` URLs the settings name; bad configuration is one line and exit code 1."""
+    from connectra.healthcheck import default_urls
+    from connectra.settings import ConfigError, load_settings
+
+    try:
+        return default_urls(load_settings())
+    except ConfigError as exc:
+        _fail(str(exc), 1)
 
 
 def main() -> None:

@@ -14,8 +14,10 @@ import json
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from connectra.settings import Settings
+if TYPE_CHECKING:  # `--url` needs no settings, so no pydantic either
+    from connectra.settings import Settings
 
 DEFAULT_TIMEOUT = 5.0
 # A listener bound to every address is reached on loopback.
