@@ -213,6 +213,20 @@ def test_every_dependency_waits_on_a_condition_its_target_can_meet() -> None:
             assert how.get("required") is False, f"{name} -> {target}"
 
 
+def test_every_one_shot_is_awaited_by_a_long_running_service() -> None:
+    """`docker compose up --wait` counts a one-shot that exited 0 as a failure unless a
+    running service waits for it with `service_completed_successfully`."""
+    awaited = {
+        target
+        for name, target, how in dependencies()
+        if not is_one_shot(services()[name])
+        and how.get("condition") == "service_completed_successfully"
+    }
+    one_shots = {name for name, spec in services().items() if is_one_shot(spec)}
+    assert one_shots == {"migrate", "minio-init"}
+    assert one_shots <= awaited
+
+
 def test_connectra_services_wait_for_the_schema_and_the_bucket() -> None:
     for name, spec in connectra_services().items():
         after = spec["depends_on"].keys()
