@@ -235,7 +235,7 @@ def reading_rules() -> list[str]:
         "directory (see `.env.example`); a variable set in the environment wins over the file, "
         "and the command-line options `--app` and `--queues` win over both. The seed's names "
         f"and defaults are kept. {empty}An invalid value stops any command with one line "
-        "naming the variable and exit code 2:",
+        "naming the variable and exit code 2 (1 for `connectra healthcheck`):",
         "",
         "```",
         f"$ {name}={value} {command}",
