@@ -193,7 +193,9 @@ def migrate() -> None:
     url = _database_url(settings)
 
     async def main() -> list[str]:
-        pool = await create_pool(url, max_size=2)
+        pool = await create_pool(
+            url, max_size=2, transaction_pooler=settings.database_transaction_pooler
+        )
         try:
             async with pool.acquire() as conn:
                 return await apply_migrations(conn)
@@ -274,7 +276,11 @@ async def _with_store(settings: Settings, action: Callable[[JobStore], Awaitable
     from connectra.db.pool import create_pool
     from connectra.db.store import JobStore
 
-    pool = await create_pool(_database_url(settings), max_size=2)
+    pool = await create_pool(
+        _database_url(settings),
+        max_size=2,
+        transaction_pooler=settings.database_transaction_pooler,
+    )
     try:
         await ensure_schema(pool, apply=False)
         return await action(JobStore(pool))

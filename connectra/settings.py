@@ -100,6 +100,24 @@ class Settings(BaseSettings):
         description="PostgreSQL URL, e.g. `postgresql://user:pass@host:5432/db`",
         json_schema_extra=_reference("Database", default="unset: embedded PostgreSQL"),
     )
+    database_transaction_pooler: bool = Field(
+        default=False,
+        alias="DATABASE_TRANSACTION_POOLER",
+        description="`DATABASE_URL` goes through a pooler in transaction mode (PgBouncer "
+        "`pool_mode = transaction`): statements are not prepared under a name (asyncpg's "
+        "`statement_cache_size=0`), CSV imports create their staging table in each batch's "
+        "transaction, and runners LISTEN on `DATABASE_DIRECT_URL` or not at all (see PgBouncer)",
+        json_schema_extra=_reference("Database"),
+    )
+    database_direct_url: str | None = Field(
+        default=None,
+        alias="DATABASE_DIRECT_URL",
+        description="PostgreSQL itself, not through the pooler, for the runners' LISTEN "
+        "connection (instant pickup), which needs a session of its own; with "
+        "`DATABASE_TRANSACTION_POOLER` and no `DATABASE_DIRECT_URL` runners do not LISTEN and "
+        "new jobs wait for the next tick",
+        json_schema_extra=_reference("Database", default="unset: `DATABASE_URL`"),
+    )
     embedded_data_dir: Path = Field(
         default=Path(".connectra/pgdata"),
         alias="EMBEDDED_DATA_DIR",
@@ -551,6 +569,18 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _pooler_needs_database_url(self) -> Self:
+        """The embedded server is never behind a pooler."""
+        if self.database_url is None and (
+            self.database_transaction_pooler or self.database_direct_url
+        ):
+            raise ValueError(
+                "DATABASE_TRANSACTION_POOLER and DATABASE_DIRECT_URL describe DATABASE_URL: "
+                "set DATABASE_URL too"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _lease_outlives_heartbeats(self) -> Self:
         """A lease must survive a few missed heartbeats, or live jobs get rescued."""
         if self.lease_seconds < 3 * self.heartbeat_interval_seconds:
@@ -599,6 +629,13 @@ class Settings(BaseSettings):
     def pool_size(self) -> int:
         """Connections per process: two per consumer (bulk jobs pipeline) plus housekeeping."""
         return self.database_pool_size or 2 * self.total_concurrency + 4
+
+    def listen_url(self, database_url: str) -> str | None:
+        """Where runners LISTEN: `DATABASE_DIRECT_URL`, else `database_url` (DATABASE_URL or
+        the embedded server's) unless that is a transaction pooler, which drops LISTEN."""
+        if self.database_direct_url:
+            return self.database_direct_url
+        return None if self.database_transaction_pooler else database_url
 
     @property
     def ticker_interval(self) -> timedelta:

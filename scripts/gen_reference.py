@@ -84,6 +84,7 @@ SEE = {
     "API keys and scopes": "../security.md#api-keys-and-scopes",
     "Leases and rescue": "../design/leases.md",
     "Metrics": "../operations/metrics.md",
+    "PgBouncer": "../operations/pgbouncer.md",
     "Queues and priorities": "../job-types/queues.md",
     "Retention": "../operations/retention.md",
     "Retries": "../design/retries.md",

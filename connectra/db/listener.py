@@ -3,9 +3,11 @@
 
 The announcer announces new open and delayed jobs, and triggers on the jobs table failed jobs
 (retries) and cancel requests, on channel `connectra_jobs`. A notification is only a hint:
-the runners still poll, so a lost notification (listener reconnecting, a PgBouncer in
-transaction mode that drops LISTEN) costs at most one tick. After every (re)connect the
-runners are woken once, in case a notification was missed while the listener was away.
+the runners still poll, so a lost notification (listener reconnecting) costs at most one
+tick. After every (re)connect the runners are woken once, in case a notification was missed
+while the listener was away. The connection needs a session of its own: behind a
+transaction-mode pooler it goes to `DATABASE_DIRECT_URL`, or there is no listener at all
+(`Settings.listen_url`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Applies the ordered plain-SQL files in `migrations/`, once each, under an advisory lock."""
+"""Applies the ordered plain-SQL files in `migrations/`, once each, each in a transaction that
+holds an advisory lock: no session state, so it works through a transaction-mode pooler too."""
 
 from __future__ import annotations
 
@@ -58,33 +59,50 @@ def load_migrations(folder: Path | None = None) -> list[Migration]:
 
 async def migrate(conn: asyncpg.Connection, folder: Path | None = None) -> list[str]:
     """Apply what is missing; return the versions applied now."""
-    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
-    try:
+    migrations = load_migrations(folder)
+    async with conn.transaction():
+        await _lock(conn)
         await conn.execute(CREATE_LEDGER)
-        return await _apply_missing(conn, load_migrations(folder))
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
-
-
-async def _apply_missing(conn: asyncpg.Connection, migrations: list[Migration]) -> list[str]:
-    """Apply each migration not yet in the ledger, each in its own transaction."""
     rows = await conn.fetch("SELECT version, checksum FROM schema_migrations")
     applied = {row["version"]: row["checksum"] for row in rows}
     done: list[str] = []
     for migration in migrations:
         if migration.version in applied:
             _check_unchanged(migration, applied[migration.version])
-            continue
-        async with conn.transaction():
-            await conn.execute(migration.sql)
-            await conn.execute(
-                "INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2)",
-                migration.version,
-                migration.checksum,
-            )
-        log.info("migration applied", extra={"action": "migrate", "version": migration.version})
-        done.append(migration.version)
+        elif await _apply_once(conn, migration):
+            done.append(migration.version)
     return done
+
+
+async def _lock(conn: asyncpg.Connection) -> None:
+    """Wait for the migration lock, held until the transaction ends.
+
+    A transaction's lock, not a session's: through a transaction-mode pooler an unlock after
+    the transaction may reach another server connection and leave the lock held. The key is
+    the one older versions took with `pg_advisory_lock`, so they exclude each other too.
+    """
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_KEY)
+
+
+async def _apply_once(conn: asyncpg.Connection, migration: Migration) -> bool:
+    """Apply one migration in its own transaction, unless another process applied it while
+    this one waited for the lock; whether it was applied here."""
+    async with conn.transaction():
+        await _lock(conn)
+        recorded = await conn.fetchval(
+            "SELECT checksum FROM schema_migrations WHERE version = $1", migration.version
+        )
+        if recorded is not None:
+            _check_unchanged(migration, recorded)
+            return False
+        await conn.execute(migration.sql)
+        await conn.execute(
+            "INSERT INTO schema_migrations (version, checksum) VALUES ($1, $2)",
+            migration.version,
+            migration.checksum,
+        )
+    log.info("migration applied", extra={"action": "migrate", "version": migration.version})
+    return True
 
 
 def _check_unchanged(migration: Migration, recorded: str) -> None:

@@ -14,8 +14,8 @@ class PooledConnection(asyncpg.Connection):  # type: ignore[misc]
     asyncpg sends `pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL` on every
     release: one more round trip for each query run through the pool. Nothing here leaves
     session state on a pooled connection (no session `SET`, no `LISTEN`: the listener has a
-    connection of its own, no `WITH HOLD` cursor, the migration lock is released in a
-    `finally`), and an open transaction is still rolled back on release.
+    connection of its own, no `WITH HOLD` cursor, the migration lock is a transaction's), and
+    an open transaction is still rolled back on release.
     """
 
     def get_reset_query(self) -> str:
@@ -29,9 +29,18 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
         await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-async def create_pool(dsn: str, *, max_size: int, **kwargs: Any) -> asyncpg.Pool:
-    """A pool whose connections speak JSON and name the application."""
+async def create_pool(
+    dsn: str, *, max_size: int, transaction_pooler: bool = False, **kwargs: Any
+) -> asyncpg.Pool:
+    """A pool whose connections speak JSON and name the application.
+
+    `transaction_pooler`: `dsn` is a pooler in transaction mode, where consecutive transactions
+    of one connection may reach different server connections; statements are then not
+    prepared under a name (asyncpg sends the unnamed statement's Parse with each Bind).
+    """
     settings = {"application_name": "connectra"}
+    if transaction_pooler:
+        kwargs["statement_cache_size"] = 0
     pool: asyncpg.Pool = await asyncpg.create_pool(
         dsn,
         min_size=1,

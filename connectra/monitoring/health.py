@@ -1,6 +1,7 @@
 """Readiness of one process: what its `/readyz` checks, and the JSON body that names what is wrong.
 
-Every process: the database answers. A runner process: its listener and each runner's
+Every process: the database answers. A runner process: its listener (none behind a
+transaction-mode pooler without `DATABASE_DIRECT_URL`: nothing to check) and each runner's
 heartbeats. The API: how many runners are live (none is reported, not a failure).
 """
 

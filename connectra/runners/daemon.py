@@ -75,7 +75,7 @@ async def serve(
     """Run the chosen parts until SIGINT/SIGTERM; a second signal stops at once."""
     stopping = Stopping()
     with _signals_request(stopping):
-        pool = await _connect(database_url, settings.pool_size, stopping.soft)
+        pool = await _connect(database_url, settings, stopping.soft)
         if pool is None:
             return
         try:
@@ -99,12 +99,16 @@ async def _require_api_keys(settings: Settings, pool: asyncpg.Pool) -> None:
         raise ConfigError(NO_API_KEYS)
 
 
-async def _connect(url: str, size: int, stop: asyncio.Event) -> asyncpg.Pool | None:
+async def _connect(url: str, settings: Settings, stop: asyncio.Event) -> asyncpg.Pool | None:
     """A pool, waiting with backoff while the database is down; None if stopped first."""
     delay = CONNECT_RETRY_FIRST
     while True:
         try:
-            return await create_pool(url, max_size=size)
+            return await create_pool(
+                url,
+                max_size=settings.pool_size,
+                transaction_pooler=settings.database_transaction_pooler,
+            )
         except DATABASE_DOWN as exc:
             log.warning(
                 "database unavailable (%s); retrying in %.1fs",
@@ -131,6 +135,7 @@ async def _run_parts(
         for runner in runners:
             tg.create_task(runner.run(stopping))
         listener = _start_maintenance(tg, wiring, runners, stopping.soft) if runners else None
+        # No listener (LISTEN off behind a transaction pooler): readiness does not check it.
         settings = wiring.settings
         if parts.api:
             from connectra.api.app import create_app
@@ -166,15 +171,12 @@ async def _run_parts(
 
 def _start_maintenance(
     tg: asyncio.TaskGroup, wiring: Wiring, runners: list[Runner], stop: asyncio.Event
-) -> Listener:
+) -> Listener | None:
     """Instant pickup, rescue of dead runners' jobs, retention and, beside a first_time
-    runner, cron schedules; the listener (instant pickup) is returned for the health checks."""
+    runner, cron schedules; the listener (instant pickup), if any, is returned for the
+    health checks."""
     settings = wiring.settings
-    listener = Listener(
-        wiring.database_url,
-        on_notify=lambda payload: _dispatch(runners, payload),
-        on_connect=lambda: _dispatch(runners, None),
-    )
+    listener = _listener(wiring, runners)
     objects = wiring.services.objects
     rescuer = Rescuer(wiring.store, settings.retry_policy(), settings.lease, objects)
     cleaner = Cleaner(
@@ -186,13 +188,34 @@ def _start_maintenance(
         export_prefix=settings.s3_upload_file_path_prefix,
         upload_ttl=timedelta(hours=settings.multipart_upload_ttl_hours),
     )
-    tg.create_task(listener.run(stop))
+    if listener is not None:
+        tg.create_task(listener.run(stop))
     tg.create_task(rescuer.run(stop))
     tg.create_task(cleaner.run(timedelta(seconds=settings.cleanup_interval_seconds), stop))
     if any(runner.kind is FIRST_TIME for runner in runners):
         scheduler = Scheduler(ScheduleStore(wiring.store.pool), wiring.registry)
         tg.create_task(scheduler.run(stop))
     return listener
+
+
+def _listener(wiring: Wiring, runners: list[Runner]) -> Listener | None:
+    """The LISTEN connection that wakes the runners, on a session of its own; None (and a
+    warning) behind a transaction pooler without `DATABASE_DIRECT_URL`."""
+    settings = wiring.settings
+    url = settings.listen_url(wiring.database_url)
+    if url is None:
+        log.warning(
+            "DATABASE_TRANSACTION_POOLER is set without DATABASE_DIRECT_URL: no LISTEN, new "
+            "jobs wait for the next tick (every %g s, TICKER_INTERVAL_SECONDS)",
+            settings.ticker_interval.total_seconds(),
+            extra={"action": "listen_off"},
+        )
+        return None
+    return Listener(
+        url,
+        on_notify=lambda payload: _dispatch(runners, payload),
+        on_connect=lambda: _dispatch(runners, None),
+    )
 
 
 def _dispatch(runners: list[Runner], payload: str | None) -> None:

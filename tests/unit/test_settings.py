@@ -81,3 +81,19 @@ def test_cross_field_rule_pool_must_fit_the_workers(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("DATABASE_POOL_SIZE", "5")
     with pytest.raises(ConfigError, match="DATABASE_POOL_SIZE must be at least the handler slots"):
         load_settings()
+
+
+def test_runners_listen_on_the_direct_url_or_not_at_all_behind_a_transaction_pooler() -> None:
+    pooler, direct = "postgresql://h:6432/db", "postgresql://h:5432/db"
+    assert load_settings(DATABASE_URL=pooler).listen_url(pooler) == pooler
+    on = load_settings(DATABASE_URL=pooler, DATABASE_TRANSACTION_POOLER="true")
+    assert on.listen_url(pooler) is None
+    both = load_settings(
+        DATABASE_URL=pooler, DATABASE_TRANSACTION_POOLER="true", DATABASE_DIRECT_URL=direct
+    )
+    assert both.listen_url(pooler) == direct
+
+
+def test_the_pooler_settings_need_a_database_url() -> None:
+    with pytest.raises(ConfigError, match="set DATABASE_URL too"):
+        load_settings(DATABASE_TRANSACTION_POOLER="true")

@@ -247,7 +247,11 @@ class CsvImport:
             sinks = Sinks(
                 postgres=await stack.enter_async_context(
                     PostgresSink.open(
-                        self.pool, self.service, layout.names, self.ctx.settings.parallel_jobs
+                        self.pool,
+                        self.service,
+                        layout.names,
+                        self.ctx.settings.parallel_jobs,
+                        staging_per_transaction=self.ctx.settings.database_transaction_pooler,
                     )
                 ),
                 filters=FilterSink(self.pool, layout),

@@ -67,13 +67,22 @@ class PostgresSink:
     and committed on the other; upserts still run one at a time, in file order, so the last
     duplicate wins. `write` returns once the previous batch is committed; `flush` commits the last.
     `commits` counts the batches committed, also by a `write` cut short after its commit.
+
+    `staging_per_transaction` (behind a transaction-mode pooler): each batch's transaction
+    creates the staging table it drops at its end, instead of one table per connection.
     """
 
     def __init__(
-        self, conns: Sequence[asyncpg.Connection], service: ServiceSchema, names: Sequence[str]
+        self,
+        conns: Sequence[asyncpg.Connection],
+        service: ServiceSchema,
+        names: Sequence[str],
+        *,
+        staging_per_transaction: bool = False,
     ) -> None:
         self._conns = list(conns)
         self._service = service
+        self._per_transaction = staging_per_transaction
         self._staging = q.staging_table(service)
         self._names = list(names)
         self._upsert = q.staging_upsert(service, tuple(names))
@@ -89,16 +98,24 @@ class PostgresSink:
     @classmethod
     @contextlib.asynccontextmanager
     async def open(
-        cls, pool: asyncpg.Pool, service: ServiceSchema, names: Sequence[str], consumers: int
+        cls,
+        pool: asyncpg.Pool,
+        service: ServiceSchema,
+        names: Sequence[str],
+        consumers: int,
+        *,
+        staging_per_transaction: bool = False,
     ) -> AsyncIterator[PostgresSink]:
-        """Hold one or two connections, each with a staging table, for the life of the block."""
+        """Hold one or two connections, each with a staging table (or, given
+        `staging_per_transaction`, one for each batch), for the life of the block."""
         # Two only if the pool fits two for each of `consumers` concurrent jobs plus headroom:
         # filter values and progress are written on connections of their own.
         spare_fits = pool.get_max_size() >= 2 * consumers + TRANSIENT_HEADROOM
         async with pool.acquire() as first, _spare_connection(pool, spare_fits) as spare:
-            sink = cls([first] if spare is None else [first, spare], service, names)
+            conns = [first] if spare is None else [first, spare]
+            sink = cls(conns, service, names, staging_per_transaction=staging_per_transaction)
             with _database_errors():
-                for conn in sink._conns:
+                for conn in [] if staging_per_transaction else conns:
                     await conn.execute(q.staging_drop(service))
                     await conn.execute(q.staging_create(service))
             try:
@@ -145,6 +162,8 @@ class PostgresSink:
             await transaction.start()
             staged = _Staged(conn, transaction)
             try:
+                if self._per_transaction:
+                    await conn.execute(q.staging_create_for_transaction(self._service))
                 if csv is None:
                     await conn.copy_records_to_table(
                         self._staging, records=rows, columns=self._names
@@ -199,7 +218,8 @@ class PostgresSink:
                     # A failed statement leaves its transaction open and aborted on whichever
                     # lane it ran; the DROP below would be refused inside it.
                     await conn.execute("ROLLBACK")
-                await conn.execute(q.staging_drop(self._service))
+                if not self._per_transaction:
+                    await conn.execute(q.staging_drop(self._service))
 
 
 async def _pieces(csv: Sequence[memoryview]) -> AsyncIterator[memoryview]:

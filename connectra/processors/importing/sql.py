@@ -20,6 +20,15 @@ SELECT {columns} FROM {table} WITH NO DATA
 
 STAGING_DROP = "DROP TABLE IF EXISTS pg_temp.{staging}"
 
+# Behind a transaction-mode pooler a temporary table outlives the transaction on a server
+# connection the next batch may not reach: each batch creates its own, dropped at its end (a
+# same-named table some other client left there is dropped first). One round trip.
+STAGING_CREATE_FOR_TRANSACTION = """
+DROP TABLE IF EXISTS pg_temp.{staging};
+CREATE TEMP TABLE {staging} ON COMMIT DROP AS
+SELECT {columns} FROM {table} WITH NO DATA
+"""
+
 # A batch COPYed as CSV text (see verbatim_copy) reads a timestamp without an offset as UTC, as
 # the converter does. LOCAL: it ends with the batch's transaction, and pooled connections are
 # released without a reset.
@@ -90,6 +99,16 @@ def _column_list(service: ServiceSchema, names: Iterable[str], prefix: str = "")
 def staging_create(service: ServiceSchema) -> str:
     """CREATE the service's staging table."""
     return STAGING_CREATE.format(
+        staging=staging_table(service),
+        columns=_column_list(service, service.field_names),
+        table=service.table,
+    )
+
+
+@lru_cache(maxsize=8)
+def staging_create_for_transaction(service: ServiceSchema) -> str:
+    """CREATE the service's staging table for one transaction."""
+    return STAGING_CREATE_FOR_TRANSACTION.format(
         staging=staging_table(service),
         columns=_column_list(service, service.field_names),
         table=service.table,
