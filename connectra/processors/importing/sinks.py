@@ -163,7 +163,7 @@ class PostgresSink:
             staged = _Staged(conn, transaction)
             try:
                 if self._per_transaction:
-                    await conn.execute(q.staging_create_for_transaction(self._service))
+                    await conn.execute(q.staging_create(self._service, per_transaction=True))
                 if csv is None:
                     await conn.copy_records_to_table(
                         self._staging, records=rows, columns=self._names

@@ -95,20 +95,12 @@ def _column_list(service: ServiceSchema, names: Iterable[str], prefix: str = "")
     return ", ".join(prefix + identifier(service, name) for name in names)
 
 
-@lru_cache(maxsize=8)
-def staging_create(service: ServiceSchema) -> str:
-    """CREATE the service's staging table."""
-    return STAGING_CREATE.format(
-        staging=staging_table(service),
-        columns=_column_list(service, service.field_names),
-        table=service.table,
-    )
-
-
-@lru_cache(maxsize=8)
-def staging_create_for_transaction(service: ServiceSchema) -> str:
-    """CREATE the service's staging table for one transaction."""
-    return STAGING_CREATE_FOR_TRANSACTION.format(
+@lru_cache(maxsize=16)
+def staging_create(service: ServiceSchema, *, per_transaction: bool = False) -> str:
+    """CREATE the service's staging table: for the connection's life, or (`per_transaction`,
+    behind a transaction-mode pooler) dropped when the transaction ends."""
+    template = STAGING_CREATE_FOR_TRANSACTION if per_transaction else STAGING_CREATE
+    return template.format(
         staging=staging_table(service),
         columns=_column_list(service, service.field_names),
         table=service.table,
