@@ -44,6 +44,7 @@ PGBOUNCER = Path("/usr/sbin/pgbouncer")
 API_KEY = "pooler-key"
 POOLED = {"DATABASE_TRANSACTION_POOLER": "true"}
 CONTACTS_HEADER = "uuid,first_name,email,country"
+UNFINISHED = {JobStatus.OPEN, JobStatus.IN_QUEUE, JobStatus.PROCESSING}
 
 
 def free_port() -> int:
@@ -337,3 +338,56 @@ async def test_a_csv_import_copies_through_the_pooler(
         await pool.fetchval("SELECT count(*) FROM pg_class WHERE relname LIKE 'import_staging_%'")
         == 0
     ), "no staging table outlives its transaction"
+
+
+async def test_a_runner_process_imports_a_csv_in_many_batches_through_the_pooler(
+    spawn: Spawn,
+    pooled_url: str,
+    database_url: str,
+    store: JobStore,
+    pool: asyncpg.Pool,
+    object_store: ObjectStore,
+    s3_endpoint: str,
+    s3_bucket: str,
+) -> None:
+    csv = contacts_csv(0, 150)
+    await object_store.put_bytes(s3_bucket, "runner.csv", csv.encode())
+    job = await store.create(
+        NewJob("insert_csv_file", {"s3_key": "runner.csv", "s3_bucket": s3_bucket})
+    )
+    runner = await spawn(
+        "jobs", "first_time",
+        DATABASE_URL=pooled_url,
+        DATABASE_DIRECT_URL=database_url,
+        BATCH_SIZE_FOR_INSERTION="7",  # 22 batch transactions through the pooler
+        S3_ENDPOINT_URL=s3_endpoint,
+        S3_BUCKET=s3_bucket,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_REGION="us-east-1",
+        ELASTICSEARCH_URL="",
+        **POOLED,
+    )  # fmt: skip
+
+    async def finished() -> bool:
+        assert runner.proc.returncode is None, runner.log_path.read_text()[-3000:]
+        return (await store.get(job.uuid)).status not in UNFINISHED
+
+    await eventually(finished, within=20)
+    done = await store.get(job.uuid)
+    assert done.status is JobStatus.COMPLETED, (done.job_response, runner.log_lines()[-20:])
+    assert done.job_response is not None
+    assert (
+        done.job_response["number_records_processed"],
+        done.job_response["number_records_failed"],
+    ) == (150, 0)
+
+    expected = [line.split(",") for line in csv.splitlines()[1:]]
+    rows = await pool.fetch("SELECT uuid::text, first_name, email, country FROM contacts")
+    assert len(rows) == 150
+    assert sorted(tuple(row) for row in rows) == sorted(tuple(row) for row in expected)
+    assert (
+        await pool.fetchval("SELECT count(*) FROM pg_class WHERE relname LIKE 'import_staging_%'")
+        == 0
+    ), "no staging table outlives its transaction"
+    await stop(runner)
