@@ -1,10 +1,6 @@
 """Managed API keys: names, scopes and the secret format (`cj_<key id>_<random>`). Pure.
 
-A secret is made here with `secrets.token_urlsafe` (256 random bits) and shown once; only its
-SHA-256 is stored. A fast hash is enough for a secret that random (nothing to guess, so no
-slow KDF); a password chosen by a person would need one, and none is ever accepted as a
-managed key. The key id, the visible part after `cj_`, finds the key's row without the
-secret; the hashes are then compared in constant time.
+A secret is random, shown once, and stored only as its SHA-256.
 """
 
 from __future__ import annotations

@@ -1,10 +1,5 @@
 """Which S3 buckets and keys jobs may touch (`S3_BUCKET`, `S3_ALLOWED_BUCKETS`,
-`S3_ALLOWED_PREFIXES`). Pure: no I/O, no settings object.
-
-Every bucket and key a job reads, writes or deletes goes through `BucketPolicy`: an import's
-source and failed-rows file, an export's file, the presigned upload and download URLs, and
-retention's deletions. A job naming anything else is refused when it is created and again
-when it runs, before any request reaches the object store.
+`S3_ALLOWED_PREFIXES`), checked by `BucketPolicy`. Pure: no I/O, no settings object.
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
 """Every error the product reports, each with its `ERR_...` code and whether it is transient.
 
-Each code is defined here once, and only here. The error-code reference,
-`docs/reference/errors.md`, is generated from these classes by `scripts/gen_reference.py`
-(`tests/unit/test_error_codes.py` checks it lists exactly these codes). Pure: a driver's
-exception becomes one of these at the adapter that meets it (`connectra.db.driver_errors`,
-`connectra.search`, `connectra.objectstore`), with the driver's exception kept in `__cause__`.
+Each code is defined here once, and only here; drivers' exceptions become these at adapters.
 """
 
 from __future__ import annotations

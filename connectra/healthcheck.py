@@ -1,11 +1,6 @@
 """`connectra healthcheck`: ask a process's `/readyz`, for container HEALTHCHECKs.
 
-With no URL it asks the API (`API_HOST:API_PORT`) and, when nothing listens there, the
-listener of a runner process (`METRICS_HOST:METRICS_PORT`): one image serves every role
-(`RUN_COMMAND`), and each container runs one of them, so the one that answers is the one to
-judge. Only "connection refused" moves on to the next address; any answer decides.
-
-Runs outside the event loop (a short-lived command), so plain blocking `urllib` is right.
+With no URL it asks the API's address, then a runner process's metrics listener.
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
 """How jobs read to a person: the `connectra jobs list` table and a job's progress in words.
 
-Pure formatting: jobs in, text out. Imports report `number_records_processed` and
-`number_records_failed` in `job_response` while they run, and their checkpoint says how many
-bytes of the file are done; exports report `number_records_processed`; other jobs report
-nothing.
+Pure formatting: jobs in, text out.
 """
 
 from __future__ import annotations

@@ -1,18 +1,5 @@
-"""The local default's object storage: an in-memory S3-compatible server (moto) on loopback,
-in a child process of its own.
-
-Only `connectra run` starts it, and only when no S3 endpoint or credentials are configured.
-The child holds every object, so the daemon's memory and CPU stay its own. Objects are gone
-when it stops; point `S3_ENDPOINT_URL` (MinIO, Ceph, ...) or AWS credentials at real storage
-for anything that must last.
-
-The child never outlives the daemon: the daemon stops it (SIGTERM, then SIGKILL after a grace)
-when it stops, and the child exits by itself when its stdin, a pipe only the daemon writes to,
-reaches end of file, which happens however the daemon ends, `kill -9` included. Its logs are
-JSON lines on the daemon's stderr (its access log is off); if it exits while the daemon runs,
-the daemon logs it and stops with `ERR_LOCAL_S3`.
-
-`python -m connectra.local_s3 PORT BUCKET LOG_LEVEL` is the child; the daemon starts it.
+"""The local default's object storage: an in-memory S3 server (moto) in a child process that
+never outlives the daemon. Only `connectra run` starts it, when no S3 is configured.
 """
 
 from __future__ import annotations

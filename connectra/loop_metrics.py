@@ -1,10 +1,6 @@
 """A counter and a histogram for the per-job path, exported by `collect()` like any collector.
 
-Children are plain numbers updated only on the event loop's thread, so they need no lock: every
-update and every scrape runs on that thread.
-
-Why: prometheus_client's children lock and check arguments on every call, too costly on the
-per-job path (figures in bench/README.md, "Design measurements behind the code").
+Lock-free: children are plain numbers, updated and scraped only on the event loop's thread.
 """
 
 from __future__ import annotations

@@ -1,11 +1,5 @@
-"""The Elasticsearch client, optionally speaking plain JSON media types, and what its
-exceptions count as.
-
-The `elasticsearch` 8.x/9.x clients send `application/vnd.elasticsearch+json; compatible-with=N`
-(and `+x-ndjson` for bulk). OpenSearch-compatible servers such as osmem-server answer those with
-406; with `plain_media_types=True` the client sends `application/json` / `application/x-ndjson`
-instead. The client still checks the `X-Elastic-Product: Elasticsearch` response header, which
-osmem-server sends and a stock OpenSearch cluster does not.
+"""The Elasticsearch client, optionally speaking plain JSON media types (for
+OpenSearch-compatible servers), and what its exceptions count as.
 """
 
 from __future__ import annotations

@@ -1,11 +1,6 @@
 """Tracebacks for `job_response`, naming files by where Python imports them from. Pure.
 
-A job's error details are shown to API clients, who need to know which module failed but not
-where the server keeps its files. A frame's file is shown relative to the import root it was
-loaded from (the longest `sys.path` entry holding it, or the folder holding the `connectra`
-package): `connectra/processors/importing/job_type.py`, `asyncpg/connection.py` (from
-site-packages), `asyncio/tasks.py` (from the standard library). A file under none of them shows
-its name alone; names that are no path, such as `<frozen runpy>`, stay as they are.
+API clients see which module failed, never where the server keeps its files.
 """
 
 from __future__ import annotations

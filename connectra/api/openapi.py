@@ -1,11 +1,5 @@
-"""The OpenAPI 3.1 document of the HTTP API, built from the rules the handlers apply.
-
-Patterns, bounds and states come from the code that checks them (the queue and schedule name
-patterns, the limits in `payloads.py`, `JobStatus`), error codes and HTTP statuses from the
-error classes the handlers raise, and `job_data` from each job type's pydantic model. What
-JSON Schema cannot say (null means the default, unknown fields are ignored, strings must not
-hold NUL) is said in the descriptions. `tests/integration/test_openapi.py` checks the document
-against the router and fuzzes the live API with it.
+"""The OpenAPI 3.1 document of the HTTP API, built from the rules the handlers apply:
+patterns, bounds, error codes and `job_data` schemas come from the code that checks them.
 """
 
 from __future__ import annotations

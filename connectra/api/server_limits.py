@@ -1,8 +1,5 @@
 """Limits on what slow and abusive clients can hold, for the API and the metrics listener.
 
-Deadlines for a request's head and then its body, an idle keep-alive timeout, a cap on open
-connections (`GuardedRequestHandler`, `GuardedServer`, `GuardedAppRunner`); errors the HTTP
-server answers itself take the API's error shape.
 Why: aiohttp has no timeout for a request's head; half a header held a socket for an hour.
 """
 

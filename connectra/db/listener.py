@@ -1,13 +1,5 @@
-"""Instant pickup: LISTEN on the jobs channel and wake the runners; the other half of
-`connectra.db.announcer`, which NOTIFYs.
-
-The announcer announces new open and delayed jobs, and triggers on the jobs table failed jobs
-(retries) and cancel requests, on channel `connectra_jobs`. A notification is only a hint:
-the runners still poll, so a lost notification (listener reconnecting) costs at most one
-tick. After every (re)connect the runners are woken once, in case a notification was missed
-while the listener was away. The connection needs a session of its own: behind a
-transaction-mode pooler it goes to `DATABASE_DIRECT_URL`, or there is no listener at all
-(`Settings.listen_url`).
+"""Instant pickup: LISTEN on channel `connectra_jobs` and wake the runners; the other half of
+`connectra.db.announcer`, which NOTIFYs. A notification is only a hint: runners still poll.
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
 """CSV lines as both directions write them: the exported file and an import's failed-rows file.
 
-Comma-separated, lines ending in "\\n". A field holding a comma, a double quote, CR or LF is
-enclosed in double quotes, inner quotes doubled (RFC 4180); other fields are bare. A row of one
-empty field is written `""` so it is not a blank line. (Python's csv.writer is not used: with a
-"\\n" line end it leaves a lone CR unquoted.)
+Lines end in "\\n"; a field is quoted (RFC 4180) only when it must be.
 """
 
 from __future__ import annotations

@@ -1,10 +1,5 @@
 """What a runner records in the metrics: its jobs' counters and histograms, and its status
-writer's rounds.
-
-The job path is measured (bench/), so each record is one call on a label child looked up
-once per job type (looking one up costs more than the record); the four records every job
-makes use `connectra/loop_metrics.py`'s cheaper children. With METRICS_ENABLED=false a runner
-gets `NO_INSTRUMENTS`, which records nothing.
+writer's rounds. `NO_INSTRUMENTS` (METRICS_ENABLED=false) records nothing.
 """
 
 from __future__ import annotations

@@ -1,10 +1,6 @@
 """The multipart upload an export has open, kept in `jobs.checkpoint`. Pure.
 
-An export saves its upload's bucket, key and id as soon as CreateMultipartUpload answers, before
-the first part is sent. An attempt that dies without aborting its upload (SIGKILL, OOM, a lost
-machine) so leaves the id behind: the next attempt aborts it before starting its own, and the
-rescuer aborts it when it takes the job back. A completed or aborted upload named here is
-harmless: aborting it again finds nothing.
+Saved before the first part is sent, so that a later attempt, or the rescuer, can abort it.
 """
 
 from __future__ import annotations
