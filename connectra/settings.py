@@ -130,7 +130,7 @@ class Settings(BaseSettings):
         le=1000,
         alias="DATABASE_POOL_SIZE",
         description="connections per process; at least slots + 2 (slots: `PARALLEL_JOBS`, or "
-        "the sum over `QUEUES`)",
+        "the sum over `QUEUES`; 1 in a process that runs only the retry runner)",
         json_schema_extra=_reference("Database", default="`2 \N{MULTIPLICATION SIGN} slots + 4`"),
     )
 
@@ -628,7 +628,11 @@ class Settings(BaseSettings):
     @property
     def pool_size(self) -> int:
         """Connections per process: two per consumer (bulk jobs pipeline) plus housekeeping."""
-        return self.database_pool_size or 2 * self.total_concurrency + 4
+        return self.pool_size_for(self.total_concurrency)
+
+    def pool_size_for(self, slots: int) -> int:
+        """The pool of a process with this many handler slots, unless DATABASE_POOL_SIZE says."""
+        return self.database_pool_size or 2 * slots + 4
 
     def listen_url(self, database_url: str) -> str | None:
         """Where runners LISTEN: `DATABASE_DIRECT_URL`, else `database_url` (DATABASE_URL or

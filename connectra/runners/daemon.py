@@ -75,7 +75,7 @@ async def serve(
     """Run the chosen parts until SIGINT/SIGTERM; a second signal stops at once."""
     stopping = Stopping()
     with _signals_request(stopping):
-        pool = await _connect(database_url, settings, stopping.soft)
+        pool = await _connect(database_url, settings, pool_size(settings, parts), stopping.soft)
         if pool is None:
             return
         try:
@@ -99,14 +99,23 @@ async def _require_api_keys(settings: Settings, pool: asyncpg.Pool) -> None:
         raise ConfigError(NO_API_KEYS)
 
 
-async def _connect(url: str, settings: Settings, stop: asyncio.Event) -> asyncpg.Pool | None:
+def pool_size(settings: Settings, parts: Parts) -> int:
+    """The process's pool: sized by the first_time runners' slots, or by the retry runner's
+    one slot in a process that runs nothing else."""
+    only_retry = parts.retry and not (parts.first_time or parts.api)
+    return settings.pool_size_for(1) if only_retry else settings.pool_size
+
+
+async def _connect(
+    url: str, settings: Settings, size: int, stop: asyncio.Event
+) -> asyncpg.Pool | None:
     """A pool, waiting with backoff while the database is down; None if stopped first."""
     delay = CONNECT_RETRY_FIRST
     while True:
         try:
             return await create_pool(
                 url,
-                max_size=settings.pool_size,
+                max_size=size,
                 transaction_pooler=settings.database_transaction_pooler,
             )
         except DATABASE_DOWN as exc:
