@@ -25,7 +25,9 @@ from connectra.jobs import Job, JobStatus, job_to_json, parse_run_at
 if TYPE_CHECKING:
     import asyncio
 
-    from connectra.db.api_key_store import ApiKeyStore, StoredKey
+    import asyncpg
+
+    from connectra.db.api_key_store import StoredKey
     from connectra.db.schedule_store import ScheduleStore, StoredSchedule
     from connectra.db.store import JobStore
     from connectra.processors.base import JobTypeRegistry
@@ -73,6 +75,7 @@ def _options(
 
 
 T = TypeVar("T")
+StoreT = TypeVar("StoreT")
 E = TypeVar("E", bound=BaseException)
 
 
@@ -288,6 +291,15 @@ async def _with_store(settings: Settings, action: Callable[[JobStore], Awaitable
         await pool.close()
 
 
+def _on_store(
+    settings: Settings,
+    open_store: Callable[[asyncpg.Pool], StoreT],
+    action: Callable[[StoreT], Awaitable[T]],
+) -> T:
+    """Run one action of a store of the pool (ScheduleStore, ApiKeyStore) on a small pool."""
+    return _run(lambda: _with_store(settings, lambda store: action(open_store(store.pool))))
+
+
 def _print_json(value: Any) -> None:
     """Print JSON for people and for scripts."""
     typer.echo(json.dumps(value, indent=2))
@@ -485,27 +497,20 @@ SCHEDULE_COLUMNS = (
 )
 
 
-def _on_schedules(settings: Settings, action: Callable[[ScheduleStore], Awaitable[T]]) -> T:
-    """Run one schedule store action on a small pool."""
-    from connectra.db.schedule_store import ScheduleStore
-
-    return _run(lambda: _with_store(settings, lambda store: action(ScheduleStore(store.pool))))
-
-
 def _print_schedule(settings: Settings, action: ScheduleAction) -> None:
     """Run an action that gives one schedule; print it as JSON."""
-    from connectra.db.schedule_store import schedule_to_json
+    from connectra.db.schedule_store import ScheduleStore, schedule_to_json
 
     async def shown(schedules: ScheduleStore) -> dict[str, Any]:
         """The schedule as of the database's clock."""
         stored = await action(schedules)
         return schedule_to_json(stored, await schedules.now())
 
-    _print_json(_on_schedules(settings, shown))
+    _print_json(_on_store(settings, ScheduleStore, shown))
 
 
-def _schedule_cell(value: object) -> str:
-    """One cell of the schedules table."""
+def _cell(value: object) -> str:
+    """One cell of a table: `-` for none, `yes` or `no` for a flag."""
     if value is None:
         return "-"
     if isinstance(value, bool):
@@ -513,15 +518,10 @@ def _schedule_cell(value: object) -> str:
     return str(value)
 
 
-def _schedule_table(schedules: list[dict[str, Any]]) -> str:
-    """Schedules as aligned columns, one per line, under a header."""
-    return _table(SCHEDULE_COLUMNS, schedules)
-
-
 def _table(columns: tuple[tuple[str, str], ...], items: list[dict[str, Any]]) -> str:
     """Items as aligned columns, one per line, under a header."""
     rows = [[title for title, _ in columns]]
-    rows += [[_schedule_cell(item[key]) for _, key in columns] for item in items]
+    rows += [[_cell(item[key]) for _, key in columns] for item in items]
     widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
     lines = [
         "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
@@ -535,7 +535,7 @@ def list_schedules(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List schedules with their last and next tick (UTC; QUEUE '-' is the job type's)."""
-    from connectra.db.schedule_store import schedule_to_json
+    from connectra.db.schedule_store import ScheduleStore, schedule_to_json
 
     settings = _settings()
 
@@ -544,11 +544,11 @@ def list_schedules(
         now = await schedules.now()
         return [schedule_to_json(stored, now) for stored in await schedules.all()]
 
-    shown = _on_schedules(settings, listing)
+    shown = _on_store(settings, ScheduleStore, listing)
     if as_json:
         _print_json(shown)
     else:
-        typer.echo(_schedule_table(shown) if shown else "no schedules")
+        typer.echo(_table(SCHEDULE_COLUMNS, shown) if shown else "no schedules")
 
 
 @schedules_app.command("add")
@@ -627,14 +627,6 @@ KEY_COLUMNS = (
 )
 
 
-def _on_keys(action: Callable[[ApiKeyStore], Awaitable[T]]) -> T:
-    """Run one key store action on a small pool."""
-    from connectra.db.api_key_store import ApiKeyStore
-
-    settings = _settings()
-    return _run(lambda: _with_store(settings, lambda store: action(ApiKeyStore(store.pool))))
-
-
 def _print_secret(key: StoredKey, secret: str, what: str) -> None:
     """The secret alone on stdout (for scripts); what it is on stderr. Shown this once."""
     typer.echo(
@@ -659,7 +651,9 @@ def create_key(
     ],
 ) -> None:
     """Create a key and print its secret, once."""
-    key, secret = _on_keys(lambda keys: keys.create(name, scope))
+    from connectra.db.api_key_store import ApiKeyStore
+
+    key, secret = _on_store(_settings(), ApiKeyStore, lambda keys: keys.create(name, scope))
     _print_secret(key, secret, "created")
 
 
@@ -668,9 +662,9 @@ def list_keys(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List keys, revoked ones too: name, scope, prefix, dates (never a secret)."""
-    from connectra.db.api_key_store import key_to_json
+    from connectra.db.api_key_store import ApiKeyStore, key_to_json
 
-    shown = [key_to_json(key) for key in _on_keys(lambda keys: keys.all())]
+    shown = [key_to_json(key) for key in _on_store(_settings(), ApiKeyStore, ApiKeyStore.all)]
     if as_json:
         _print_json(shown)
     else:
@@ -681,16 +675,18 @@ def list_keys(
 def rotate_key(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
     """Give a key a new secret and print it, once; the old secret stops working within
     API_KEY_CACHE_SECONDS. The key keeps its name, scope and jobs."""
-    key, secret = _on_keys(lambda keys: keys.rotate(name))
+    from connectra.db.api_key_store import ApiKeyStore
+
+    key, secret = _on_store(_settings(), ApiKeyStore, lambda keys: keys.rotate(name))
     _print_secret(key, secret, "rotated")
 
 
 @keys_app.command("revoke")
 def revoke_key(name: Annotated[str, typer.Argument(help="The key's name.")]) -> None:
     """Revoke a key for good (within API_KEY_CACHE_SECONDS); its name stays taken."""
-    from connectra.db.api_key_store import key_to_json
+    from connectra.db.api_key_store import ApiKeyStore, key_to_json
 
-    key = _on_keys(lambda keys: keys.revoke(name))
+    key = _on_store(_settings(), ApiKeyStore, lambda keys: keys.revoke(name))
     _print_json(key_to_json(key))
 
 

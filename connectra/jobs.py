@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -90,6 +91,9 @@ FIRST_TIME = RunnerKind("first_time", S.OPEN, S.IN_QUEUE, S.PROCESSING, S.OPEN)
 RETRY = RunnerKind("retry", S.FAILED, S.RETRY_IN_QUEUED, S.RETRYING, S.FAILED)
 RUNNER_KINDS = {kind.name: kind for kind in (FIRST_TIME, RETRY)}
 
+
+# The job type whose result is a file to download (the export processor registers it).
+EXPORT_JOB_TYPE = "export_csv_file"
 
 DEFAULT_QUEUE = "default"
 MIN_PRIORITY, MAX_PRIORITY = -100, 100
@@ -241,27 +245,47 @@ def job_to_json(job: Job) -> dict[str, Any]:
         "job_response": job.job_response,
         "retry_count": job.retry_count,
         "retry_interval": job.retry_interval,
-        "run_after": _iso(job.run_after),
-        "run_at": _iso(job.run_at),
+        "run_after": iso_utc(job.run_after),
+        "run_at": iso_utc(job.run_at),
         "request_id": job.request_id,
-        "created_at": _iso(job.created_at),
-        "updated_at": _iso(job.updated_at),
+        "created_at": iso_utc(job.created_at),
+        "updated_at": iso_utc(job.updated_at),
         "attempts": job.attempts,
-        "started_at": _iso(job.started_at),
-        "completed_at": _iso(job.completed_at),
+        "started_at": iso_utc(job.started_at),
+        "completed_at": iso_utc(job.completed_at),
         "runner_id": job.runner_id,
-        "cancel_requested_at": _iso(job.cancel_requested_at),
+        "cancel_requested_at": iso_utc(job.cancel_requested_at),
         "rescue_count": job.rescue_count,
         "schedule_name": job.schedule_name,
         "created_by": job.created_by,
     }
 
 
-def _iso(moment: datetime | None) -> str | None:
-    """ISO 8601 in UTC with a `Z`, as the seed shows timestamps."""
+def iso_utc(moment: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a `Z`, as the seed shows timestamps (and every JSON answer)."""
     if moment is None:
         return None
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def results_deleted(response: Mapping[str, Any]) -> bool:
+    """Whether retention deleted the files of the job with this `job_response` (it marks
+    `results_deleted_at` when it does, so this is known without asking the object store)."""
+    return "results_deleted_at" in response
+
+
+def _files_bucket(data: Mapping[str, Any], response: Mapping[str, Any]) -> str | None:
+    """The bucket a job's files are in (None: the default bucket)."""
+    return response.get("s3_bucket") or data.get("s3_bucket")
+
+
+def export_file(job: Job) -> tuple[str | None, str] | None:
+    """The (bucket, key) of a completed export's CSV, whether or not retention has deleted
+    it since (see `results_deleted`); None for any other job."""
+    key = job.job_response.get("s3_key")
+    if job.job_type != EXPORT_JOB_TYPE or job.status is not S.COMPLETED or not key:
+        return None
+    return _files_bucket(job.data, job.job_response), str(key)
 
 
 def result_files(
@@ -272,10 +296,10 @@ def result_files(
     An import's own `s3_key` is the user's source file and is never listed. Nothing is listed
     once `results_deleted_at` is set.
     """
-    if "results_deleted_at" in response:
+    if results_deleted(response):
         return []
-    bucket = response.get("s3_bucket") or data.get("s3_bucket")
+    bucket = _files_bucket(data, response)
     keys = [response.get("failed_rows_s3_key")]
-    if job_type == "export_csv_file":
+    if job_type == EXPORT_JOB_TYPE:
         keys.append(response.get("s3_key"))
     return [(bucket, str(key)) for key in keys if key]

@@ -79,10 +79,9 @@ _CREDENTIAL_ERRORS = (boto_errors.NoCredentialsError, boto_errors.PartialCredent
 
 def _map_client_error(exc: boto_errors.ClientError, where: str) -> ObjectStoreError:
     """The project error for an error response of the S3 API."""
-    error = exc.response.get("Error", {})
-    code = str(error.get("Code", ""))
+    code = _error_code(exc)
     status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-    message = f"{where}: {code} {error.get('Message', '')}".rstrip()
+    message = f"{where}: {code} {exc.response.get('Error', {}).get('Message', '')}".rstrip()
     if code == "NoSuchBucket":
         return BucketNotFound(message)
     if code in _NOT_FOUND_CODES:
@@ -458,7 +457,7 @@ class ObjectStore:
 
 def _is_invalid_range(exc: boto_errors.ClientError) -> bool:
     """True for the 416 answer to a range that starts at or past the object's end."""
-    return str(exc.response.get("Error", {}).get("Code", "")) == "InvalidRange"
+    return _error_code(exc) == "InvalidRange"
 
 
 def _error_code(exc: BaseException | None) -> str:

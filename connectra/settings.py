@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -513,22 +514,15 @@ class Settings(BaseSettings):
         ),
     )
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "s3_allowed_buckets", "s3_allowed_prefixes", mode="before")
     @classmethod
-    def _split_keys(cls, value: object) -> object:
-        """Accept a comma-separated list of keys."""
-        if isinstance(value, str):
-            return tuple(key.strip() for key in value.split(",") if key.strip())
-        return value
-
-    @field_validator("s3_allowed_buckets", "s3_allowed_prefixes", mode="before")
-    @classmethod
-    def _split_names(cls, value: object) -> object:
-        """Accept a comma-separated list of bucket names or key prefixes; None is none."""
-        if value is None:
+    def _split_lists(cls, value: object, info: ValidationInfo) -> object:
+        """Accept a comma-separated list of keys, bucket names or key prefixes; None is no
+        bucket names or prefixes (API_KEYS still refuses it)."""
+        if value is None and info.field_name != "api_keys":
             return ()
         if isinstance(value, str):
-            return tuple(name.strip() for name in value.split(",") if name.strip())
+            return tuple(item.strip() for item in value.split(",") if item.strip())
         return value
 
     @field_validator("s3_allowed_buckets")
@@ -692,10 +686,6 @@ class Settings(BaseSettings):
             return False
         mapped = getattr(address, "ipv4_mapped", None)
         return address.is_loopback or bool(mapped and mapped.is_loopback)
-
-    def api_key_values(self) -> tuple[bytes, ...]:
-        """The accepted API keys as bytes, ready for constant-time comparison."""
-        return tuple(key.get_secret_value().encode() for key in self.api_keys)
 
 
 class ConfigError(Exception):

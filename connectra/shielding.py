@@ -1,10 +1,13 @@
-"""Running a piece of work to its end although the task awaiting it is cancelled."""
+"""Running a piece of work to its end although the task awaiting it is cancelled, and telling
+whether a task ran to its end."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, TypeGuard, TypeVar
+
+T = TypeVar("T")
 
 
 async def run_to_the_end(work: Coroutine[Any, Any, None]) -> None:
@@ -25,3 +28,8 @@ async def run_to_the_end(work: Coroutine[Any, Any, None]) -> None:
             task.exception()  # retrieved: the cancel is what goes on
         raise asyncio.CancelledError
     task.result()
+
+
+def succeeded(task: asyncio.Task[T] | None) -> TypeGuard[asyncio.Task[T]]:
+    """Whether the task ran to its end without error (not cancelled, not failed)."""
+    return task is not None and task.done() and not task.cancelled() and task.exception() is None

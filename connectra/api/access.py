@@ -11,6 +11,7 @@ import hmac
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from uuid import UUID
 
 from aiohttp import web
@@ -111,7 +112,7 @@ class KeyRing:
         key, fresh = await self._lookup(key_id)
         if key is None or not hmac.compare_digest(digest, key.secret_hash):
             return None
-        if fresh:
+        if fresh and key.touch_due(datetime.now(UTC)):
             await self._store.touch(key_id)
         return _principal(key)
 

@@ -18,7 +18,7 @@ from connectra.api.schedules import (
     remove_schedule,
     resume_schedule,
 )
-from connectra.api.server_limits import body_deadline
+from connectra.api.server_limits import ServerLimits, body_deadline
 from connectra.api.state import (
     OBJECTS,
     ON_JOB_CREATED,
@@ -61,7 +61,7 @@ def create_app(
             request_id_middleware,
             error_middleware,
             auth_middleware,
-            body_deadline(settings.api_body_timeout_seconds),
+            body_deadline(ServerLimits.of(settings).body_timeout),
         ],
         client_max_size=settings.api_max_body_bytes,
     )

@@ -8,21 +8,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from connectra.api.access import ENV_KEY_ID
 from connectra.api.payloads import whole_number
+from connectra.api_keys import KEY_ID
 
 SESSION_COOKIE = "connectra_ui"
 # A browser restoring its tabs may keep a session cookie for days; the server does not.
 SESSION_MAX_SECONDS = 12 * 3600
 CLOCK_SKEW_SECONDS = 60
 _PURPOSE = "connectra-dashboard-session-v2"
-_KEY_ID = re.compile(r"^(env|[0-9a-f]{12})$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,12 +45,17 @@ def new_session(key_id: str, session_key: bytes, now: float) -> str:
 def read_session(token: str | None, now: float) -> SessionToken | None:
     """The parts of a token that is well formed and has not expired; None otherwise."""
     parts = (token or "").split(".")
-    if len(parts) != 4 or not _KEY_ID.fullmatch(parts[0]):
+    if len(parts) != 4 or not _names_a_key(parts[0]):
         return None
     issued_at = whole_number(parts[1], 0, 10**12 - 1)
     if issued_at is None or not -CLOCK_SKEW_SECONDS <= now - issued_at <= SESSION_MAX_SECONDS:
         return None
     return SessionToken(*parts)
+
+
+def _names_a_key(key_id: str) -> bool:
+    """Whether a token's key id is one a principal has: `env` or a managed key's id."""
+    return key_id == ENV_KEY_ID or KEY_ID.fullmatch(key_id) is not None
 
 
 def signed_by(token: SessionToken, session_key: bytes) -> bool:

@@ -15,16 +15,19 @@ from connectra.api.payloads import whole_number
 from connectra.errors import InvalidQueueError
 from connectra.job_table import Progress, byte_size
 from connectra.jobs import (
+    EXPORT_JOB_TYPE,
     FINISHED_STATUSES,
     REOPENABLE_STATUSES,
     Job,
     JobStatus,
     check_queue,
+    export_file,
+    results_deleted,
 )
 
 S = JobStatus
 UI = "/ui"
-EXPORT_TYPE, IMPORT_TYPE = "export_csv_file", "insert_csv_file"
+EXPORT_TYPE, IMPORT_TYPE = EXPORT_JOB_TYPE, "insert_csv_file"
 BAR_TYPES = frozenset({EXPORT_TYPE, IMPORT_TYPE})  # other jobs get a bar once they report rows
 RUNNING_STATUSES = frozenset({S.PROCESSING, S.RETRYING})
 # A colour family per state, for the badges and the count tiles.
@@ -293,12 +296,7 @@ def _short_label(job: Job, progress: Progress, fraction: float | None) -> str:
 
 def is_downloadable(job: Job) -> bool:
     """Whether the job is a completed export with a file retention has not deleted."""
-    return (
-        job.job_type == EXPORT_TYPE
-        and job.status is S.COMPLETED
-        and bool(job.job_response.get("s3_key"))
-        and "results_deleted_at" not in job.job_response
-    )
+    return export_file(job) is not None and not results_deleted(job.job_response)
 
 
 def job_fields(job: Job) -> list[tuple[str, str]]:

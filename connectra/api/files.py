@@ -18,7 +18,7 @@ from connectra.errors import (
     InvalidFilenameError,
     ObjectStoreNotConfiguredError,
 )
-from connectra.jobs import Job, JobStatus
+from connectra.jobs import EXPORT_JOB_TYPE, Job, export_file, results_deleted
 from connectra.objectstore import ObjectStore
 from connectra.settings import Settings
 
@@ -55,24 +55,24 @@ async def download_url(request: web.Request) -> web.Response:
 def _export_location(job: Job, policy: BucketPolicy) -> tuple[str, str]:
     """The bucket and key of a completed export's file that still exists, if jobs may use them.
 
-    Retention marks the job (`results_deleted_at`) when it deletes the file, so a deleted file
-    is known without asking the object store.
+    Retention marks the job when it deletes the file, so a deleted file is known without
+    asking the object store.
     """
-    key = job.job_response.get("s3_key")
-    if job.job_type != "export_csv_file" or job.status is not JobStatus.COMPLETED or not key:
+    found = export_file(job)
+    if found is None:
         raise ExportNotReadyError(
             f"job {job.uuid} is a {job.job_type} job in state {job.status}; "
-            "only a completed export_csv_file job has a file to download"
+            f"only a completed {EXPORT_JOB_TYPE} job has a file to download"
         )
-    deleted_at = job.job_response.get("results_deleted_at")
-    if deleted_at is not None:
+    if results_deleted(job.job_response):
         raise FileExpiredError(
-            f"the file of export {job.uuid} was deleted by retention at {deleted_at}; "
-            "run the export again"
+            f"the file of export {job.uuid} was deleted by retention at "
+            f"{job.job_response['results_deleted_at']}; run the export again"
         )
-    bucket = policy.bucket_for(job.job_response.get("s3_bucket") or job.data.get("s3_bucket"))
-    policy.check_key(str(key))
-    return bucket, str(key)
+    named_bucket, key = found
+    bucket = policy.bucket_for(named_bucket)
+    policy.check_key(key)
+    return bucket, key
 
 
 def _expires_in(request: web.Request, settings: Settings) -> int:

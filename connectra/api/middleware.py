@@ -11,6 +11,7 @@ from aiohttp.typedefs import Handler
 
 from connectra.api.access import KEYRING, PRINCIPAL, check_scope
 from connectra.api.payloads import body_too_large
+from connectra.api.server_limits import error_response
 from connectra.db.driver_errors import DATABASE_DOWN
 from connectra.errors import (
     ConnectraError,
@@ -26,12 +27,6 @@ logger = logging.getLogger(__name__)
 
 API_KEY_HEADER = "X-API-Key"
 PROTECTED_PREFIX = "/common"
-
-
-def error_response(error: ConnectraError, status: int | None = None) -> web.Response:
-    """The one error shape: `{"error": "ERR_CODE: message", "success": false}`."""
-    body = {"error": error.render(), "success": False}
-    return web.json_response(body, status=status or error.http_status)
 
 
 REQUEST_ID_HEADER = "X-Request-ID"

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Any
 
 from pydantic import BaseModel
 from pydantic.errors import PydanticUserError
 from pydantic.json_schema import models_json_schema
 
+from connectra._version import package_version
 from connectra.api.access import required_scope
 from connectra.api.files import SAFE_FILENAME
 from connectra.api.payloads import DEFAULT_LIMIT, IDEMPOTENCY_KEY, MAX_LIMIT, PG_INTEGER_MAX
@@ -534,7 +534,7 @@ def build_document(registry: JobTypeRegistry, settings: Settings) -> dict[str, A
         "openapi": OPENAPI_VERSION,
         "info": {
             "title": "Connectra Jobs",
-            "version": _package_version(),
+            "version": package_version(),
             "description": _API_DESCRIPTION.format(
                 max_body=settings.api_max_body_bytes,
                 body_timeout=settings.api_body_timeout_seconds,
@@ -582,14 +582,6 @@ answer lists the codes it may carry. Any path answers 405 `ERR_METHOD_NOT_ALLOWE
 `Allow` header) to a method it does not list, and an unknown path 404 `ERR_NOT_FOUND` (401
 first under `/common`).
 """
-
-
-def _package_version() -> str:
-    """The installed package's version."""
-    try:
-        return metadata.version("connectra-jobs")
-    except metadata.PackageNotFoundError:
-        return "0.0.0"
 
 
 def _schemas(job_types: list[str]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import logging
 import resource
 import time
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
@@ -47,7 +48,6 @@ FD_RESERVE = 256
 LINGERING_SECONDS = 2.0
 # At most one warning per this many seconds while connections are being shed.
 SHED_WARNING_INTERVAL = 60.0
-_REASONS = {400: "Bad Request", 408: "Request Timeout", 431: "Request Header Fields Too Large"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,12 +92,22 @@ def error_body(error: ConnectraError) -> bytes:
     return json.dumps({"error": error.render(), "success": False}).encode()
 
 
+def error_response(error: ConnectraError, status: int | None = None) -> web.Response:
+    """The one error shape as an answer (with the error's own status unless `status`)."""
+    return web.Response(
+        status=status or error.http_status,
+        body=error_body(error),
+        content_type="application/json",
+        charset="utf-8",
+    )
+
+
 def raw_answer(error: ConnectraError) -> bytes:
     """A whole HTTP answer carrying `error`, for a connection no request handler serves."""
     body = error_body(error)
     status = error.http_status
     head = (
-        f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+        f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n"
         "Content-Type: application/json; charset=utf-8\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     )
@@ -188,9 +198,7 @@ class GuardedRequestHandler(web.RequestHandler):
             )
         if request.writer.output_size > 0:
             raise ConnectionError("an answer was sent already; the connection is broken")
-        answer = web.Response(
-            status=error.http_status, body=error_body(error), content_type="application/json"
-        )
+        answer = error_response(error)
         answer.force_close()
         return answer
 

@@ -6,19 +6,23 @@ Only a secret's SHA-256 is stored; the secret itself is returned once, by `creat
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 
-from connectra.api_keys import NewSecret, Scope, check_key_name, new_secret
+from connectra.api_keys import SECRET_PREFIX, NewSecret, Scope, check_key_name, new_secret
 from connectra.db import queries as q
 from connectra.errors import ApiKeyExistsError, ApiKeyNotFoundError
+from connectra.jobs import iso_utc
 
 # Two random 48-bit key ids colliding is all but impossible; a collision only means a retry.
 KEY_ID_ATTEMPTS = 3
+# `last_used_at` is written at most once per this interval: `touch` is skipped while it is
+# fresher, and API_KEY_TOUCH's own guard (`interval '1 minute'`) must say the same.
+TOUCH_INTERVAL = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +46,11 @@ class StoredKey:
     def prefix(self) -> str:
         """The start every secret of this key has, `cj_<key id>_`: not secret, and enough to
         tell which key a secret belongs to."""
-        return f"cj_{self.key_id}_"
+        return f"{SECRET_PREFIX}{self.key_id}_"
+
+    def touch_due(self, now: datetime) -> bool:
+        """Whether `touch` would write `last_used_at` (never set, or set TOUCH_INTERVAL ago)."""
+        return self.last_used_at is None or self.last_used_at < now - TOUCH_INTERVAL
 
 
 def key_from_row(row: Mapping[str, Any]) -> StoredKey:
@@ -65,16 +73,11 @@ def key_to_json(key: StoredKey) -> dict[str, Any]:
         "name": key.name,
         "scope": str(key.scope),
         "prefix": key.prefix,
-        "created_at": _iso(key.created_at),
-        "rotated_at": _iso(key.rotated_at),
-        "last_used_at": _iso(key.last_used_at),
-        "revoked_at": _iso(key.revoked_at),
+        "created_at": iso_utc(key.created_at),
+        "rotated_at": iso_utc(key.rotated_at),
+        "last_used_at": iso_utc(key.last_used_at),
+        "revoked_at": iso_utc(key.revoked_at),
     }
-
-
-def _iso(moment: datetime | None) -> str | None:
-    """ISO 8601, as the database gives it (UTC)."""
-    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
 
 
 class ApiKeyStore:
@@ -86,34 +89,36 @@ class ApiKeyStore:
     async def create(self, name: str, scope: Scope) -> tuple[StoredKey, str]:
         """A new key and its secret (shown once); a taken name is refused."""
         check_key_name(name)
-        for _ in range(KEY_ID_ATTEMPTS):
-            made = new_secret()
-            try:
-                row = await self._insert(name, scope, made)
-            except asyncpg.UniqueViolationError:
-                continue  # the key id was taken: draw another
-            if row is None:
-                raise ApiKeyExistsError(f"a key named {name!r} exists already")
-            return key_from_row(row), made.secret
-        raise ApiKeyExistsError("could not draw an unused key id; try again")
-
-    async def _insert(self, name: str, scope: Scope, made: NewSecret) -> asyncpg.Record | None:
-        """Insert one key; None when the name is taken."""
-        return await self.pool.fetchrow(
-            q.API_KEY_INSERT, name, made.key_id, made.digest, str(scope)
+        row, secret = await self._with_new_secret(
+            lambda made: self.pool.fetchrow(
+                q.API_KEY_INSERT, name, made.key_id, made.digest, str(scope)
+            )
         )
+        if row is None:
+            raise ApiKeyExistsError(f"a key named {name!r} exists already")
+        return key_from_row(row), secret
 
     async def rotate(self, name: str) -> tuple[StoredKey, str]:
         """A new secret (and key id) for an active key; the old secret stops working."""
+        row, secret = await self._with_new_secret(
+            lambda made: self.pool.fetchrow(q.API_KEY_ROTATE, name, made.key_id, made.digest)
+        )
+        if row is None:
+            raise ApiKeyNotFoundError(f"no active key is named {name[:70]!r}")
+        return key_from_row(row), secret
+
+    @staticmethod
+    async def _with_new_secret(
+        write: Callable[[NewSecret], Awaitable[asyncpg.Record | None]],
+    ) -> tuple[asyncpg.Record | None, str]:
+        """Write a key with a freshly drawn secret, drawing again while its key id is taken:
+        the row written (None when `write` found no row to write) and the secret."""
         for _ in range(KEY_ID_ATTEMPTS):
             made = new_secret()
             try:
-                row = await self.pool.fetchrow(q.API_KEY_ROTATE, name, made.key_id, made.digest)
+                return await write(made), made.secret
             except asyncpg.UniqueViolationError:
-                continue
-            if row is None:
-                raise ApiKeyNotFoundError(f"no active key is named {name[:70]!r}")
-            return key_from_row(row), made.secret
+                continue  # the key id was taken: draw another
         raise ApiKeyExistsError("could not draw an unused key id; try again")
 
     async def revoke(self, name: str) -> StoredKey:
@@ -137,5 +142,5 @@ class ApiKeyStore:
         return bool(await self.pool.fetchval(q.API_KEY_ANY_ACTIVE))
 
     async def touch(self, key_id: str) -> None:
-        """Record that the key was accepted (at most once a minute)."""
+        """Record that the key was accepted (at most once per TOUCH_INTERVAL)."""
         await self.pool.execute(q.API_KEY_TOUCH, key_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NamedTuple
 
 import asyncpg
@@ -13,7 +13,7 @@ from connectra.db import queries as q
 from connectra.db.announcer import CHANNEL
 from connectra.db.store import job_from_row
 from connectra.errors import ConnectraError, ScheduleExistsError, ScheduleNotFoundError
-from connectra.jobs import Job, NewJob
+from connectra.jobs import Job, NewJob, iso_utc
 from connectra.schedules import Schedule
 
 # Turns a schedule into the job of its tick (validated by its job type); raises a
@@ -98,18 +98,11 @@ def schedule_to_json(stored: StoredSchedule, now: datetime) -> dict[str, Any]:
         "priority": schedule.priority,
         "paused": schedule.paused,
         "source": stored.source,
-        "last_tick_at": _iso(stored.last_tick_at),
-        "next_tick_at": _iso(stored.next_tick(now)),
-        "created_at": _iso(stored.created_at),
-        "updated_at": _iso(stored.updated_at),
+        "last_tick_at": iso_utc(stored.last_tick_at),
+        "next_tick_at": iso_utc(stored.next_tick(now)),
+        "created_at": iso_utc(stored.created_at),
+        "updated_at": iso_utc(stored.updated_at),
     }
-
-
-def _iso(moment: datetime | None) -> str | None:
-    """ISO 8601 in UTC with a `Z`, as jobs show their times."""
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 class ScheduleStore:

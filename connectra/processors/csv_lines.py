@@ -25,3 +25,10 @@ def csv_line(fields: Sequence[str]) -> str:
     if len(fields) == 1 and not fields[0]:
         return '""'
     return ",".join([csv_field(field) for field in fields])
+
+
+def join_lines(lines: Sequence[str]) -> bytes:
+    """Lines, each ended, as UTF-8."""
+    if not lines:
+        return b""
+    return (LINE_TERMINATOR.join(lines) + LINE_TERMINATOR).encode()

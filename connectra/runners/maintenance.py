@@ -15,10 +15,11 @@ from connectra.db.monitor_store import MonitorStore
 from connectra.db.store import JobStore
 from connectra.errors import ObjectStoreError
 from connectra.jobs import Job
-from connectra.objectstore import ObjectStore
-from connectra.processors.exporting.checkpoint import OpenUpload
+from connectra.objectstore import ObjectStore, PendingUpload
+from connectra.processors.exporting.upload import abort_left_upload
 from connectra.rescue import decide_rescue
 from connectra.retry import RetryPolicy
+from connectra.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,8 @@ RESCUE_BATCH = 100
 CLEANUP_BATCH = 200
 # Rows of the runners table not refreshed for this long belong to runners that died.
 STALE_RUNNER_ROWS = timedelta(days=1)
-# Multipart uploads under the export prefix left unfinished this long are aborted.
-MULTIPART_UPLOAD_TTL = timedelta(hours=24)
+# MULTIPART_UPLOAD_TTL_HOURS's default.
+_DEFAULT_UPLOAD_TTL = timedelta(hours=Settings.model_fields["multipart_upload_ttl_hours"].default)
 
 
 async def every(interval: timedelta, stop: asyncio.Event) -> bool:
@@ -82,26 +83,18 @@ class Rescuer:
 
     async def _abort_upload(self, job: Job) -> None:
         """Abort the multipart upload the dead runner's attempt left open, if any."""
-        upload = OpenUpload.from_checkpoint(job.checkpoint)
-        if upload is None or self.objects is None:
+        if self.objects is None:
             return
-        fields = {"job_uuid": str(job.uuid), "upload_id": upload.upload_id}
-        try:
-            aborted = await self.objects.abort_upload(upload.bucket, upload.key, upload.upload_id)
-        except ObjectStoreError as exc:  # the next attempt, or the cleaner, aborts it
-            log.warning(
-                "could not abort a rescued job's upload: %s",
-                exc,
-                extra={"action": "rescue_upload_abort_failed", **fields},
-            )
-            return
-        if aborted:
-            log.info(
-                "aborted the upload s3://%s/%s of a rescued job",
-                upload.bucket,
-                upload.key,
-                extra={"action": "rescue_upload_aborted", **fields},
-            )
+        await abort_left_upload(
+            self.objects,
+            job.checkpoint,
+            log,
+            failed="could not abort a rescued job's upload: %s",
+            aborted="aborted the upload s3://%s/%s of a rescued job",
+            aborted_action="rescue_upload_aborted",
+            failed_action="rescue_upload_abort_failed",
+            fields={"job_uuid": str(job.uuid)},
+        )
 
 
 class Cleaner:
@@ -118,7 +111,7 @@ class Cleaner:
         policy: BucketPolicy,
         *,
         export_prefix: str | None = None,
-        upload_ttl: timedelta = MULTIPART_UPLOAD_TTL,
+        upload_ttl: timedelta = _DEFAULT_UPLOAD_TTL,
     ) -> None:
         self.store = store
         self.objects = objects
@@ -174,11 +167,16 @@ class Cleaner:
         folder = self.export_prefix.rstrip("/")
         prefix = f"{folder}/" if folder else ""
         cutoff = datetime.now(UTC) - self.upload_ttl
-        held = await self.store.open_upload_ids()
+        held: set[str] | None = None  # fetched once, and only when some upload is stale
         aborted = 0
         for bucket in self._buckets():
             try:
-                aborted += await _abort_stale_in(objects, bucket, prefix, cutoff, held)
+                stale = await _stale_in(objects, bucket, prefix, cutoff)
+                if not stale:
+                    continue
+                if held is None:
+                    held = await self.store.open_upload_ids()
+                aborted += await _abort_unheld(objects, bucket, stale, held)
             except ObjectStoreError as exc:
                 log.warning(
                     "could not abort stale uploads in %s: %s",
@@ -219,17 +217,25 @@ class Cleaner:
         return deleted
 
 
-async def _abort_stale_in(
-    objects: ObjectStore, bucket: str, prefix: str, cutoff: datetime, held: set[str]
-) -> int:
-    """Abort a bucket's uploads under `prefix` begun before `cutoff` and not held; how many."""
-    stale = [
+async def _stale_in(
+    objects: ObjectStore, bucket: str, prefix: str, cutoff: datetime
+) -> list[PendingUpload]:
+    """A bucket's uploads under `prefix` begun before `cutoff`."""
+    return [
         upload
         async for upload in objects.pending_uploads(bucket, prefix)
-        if upload.initiated < cutoff and upload.upload_id not in held
+        if upload.initiated < cutoff
     ]
+
+
+async def _abort_unheld(
+    objects: ObjectStore, bucket: str, stale: list[PendingUpload], held: set[str]
+) -> int:
+    """Abort the stale uploads no held job has open; how many."""
     aborted = 0
     for upload in stale:
+        if upload.upload_id in held:
+            continue
         if await objects.abort_upload(bucket, upload.key, upload.upload_id):
             aborted += 1
             log.info(

@@ -14,7 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from connectra.catalog import FieldType
-from connectra.processors.csv_lines import LINE_TERMINATOR, csv_line
+from connectra.processors.csv_lines import csv_line, join_lines
 from connectra.processors.exporting.vql import Column
 
 ARRAY_SEPARATOR = ";"
@@ -85,13 +85,6 @@ _FORMATTERS: dict[FieldType, Callable[[Any], str]] = {
 def format_value(field_type: FieldType, value: Any) -> str:
     """One cell; NULL is empty."""
     return "" if value is None else _FORMATTERS[field_type](value)
-
-
-def join_lines(lines: Sequence[str]) -> bytes:
-    """Lines, each ended, as UTF-8."""
-    if not lines:
-        return b""
-    return (LINE_TERMINATOR.join(lines) + LINE_TERMINATOR).encode()
 
 
 class RowFormatter:

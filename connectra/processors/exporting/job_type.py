@@ -18,14 +18,13 @@ from pydantic import Field as ModelField
 
 from connectra import metrics
 from connectra.catalog import service_named
-from connectra.errors import ObjectStoreError, ServiceNotConfiguredError
-from connectra.objectstore import ObjectStore
+from connectra.errors import ServiceNotConfiguredError
 from connectra.processors.base import JobContext, JobType, Services, settings_of
 from connectra.processors.exporting.cells import RowFormatter
 from connectra.processors.exporting.checkpoint import OpenUpload
 from connectra.processors.exporting.postgres_source import copy_export
 from connectra.processors.exporting.search_source import search_pages
-from connectra.processors.exporting.upload import Sink, Source, write_export
+from connectra.processors.exporting.upload import Sink, Source, abort_left_upload, write_export
 from connectra.processors.exporting.vql import ExportQuery, Vql, parse_vql, resolve_vql
 from connectra.processors.search_index import index_name
 from connectra.settings import Settings
@@ -99,7 +98,14 @@ async def run_export_csv(ctx: JobContext, data: ExportCsvData) -> dict[str, Any]
     query = data.query()
     bucket, key = export_location(data, ctx.settings, ctx.job.uuid)
     objects = _required(ctx.services.objects, "object store")
-    await _abort_left_upload(ctx, objects)
+    await abort_left_upload(
+        objects,
+        ctx.job.checkpoint,
+        ctx.log,
+        failed="could not abort the upload an earlier attempt left: %s",
+        aborted="aborted the upload an earlier attempt left in s3://%s/%s",
+        aborted_action="export_upload_aborted",
+    )
     formatter = RowFormatter(query.columns)
     source, produce = _open_source(ctx.services, ctx.settings, query, formatter)
     header = formatter.header()
@@ -121,25 +127,6 @@ async def run_export_csv(ctx: JobContext, data: ExportCsvData) -> dict[str, Any]
         "number_records_processed": count,
         "source": source,
     }
-
-
-async def _abort_left_upload(ctx: JobContext, objects: ObjectStore) -> None:
-    """Abort the multipart upload an earlier attempt left open (it was killed outright)."""
-    left = OpenUpload.from_checkpoint(ctx.job.checkpoint)
-    if left is None:
-        return
-    try:
-        aborted = await objects.abort_upload(left.bucket, left.key, left.upload_id)
-    except ObjectStoreError as exc:  # the cleaner aborts it later
-        ctx.log.warning("could not abort the upload an earlier attempt left: %s", exc)
-        return
-    if aborted:
-        ctx.log.info(
-            "aborted the upload an earlier attempt left in s3://%s/%s",
-            left.bucket,
-            left.key,
-            extra={"action": "export_upload_aborted", "upload_id": left.upload_id},
-        )
 
 
 async def _record_upload(ctx: JobContext, bucket: str, key: str, upload_id: str) -> None:

@@ -7,10 +7,13 @@ that is the back-pressure. A failed or cancelled export leaves no object and no 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from logging import Logger, LoggerAdapter
 
+from connectra.errors import ObjectStoreError
 from connectra.objectstore import ObjectStore, UploadStarted
 from connectra.processors.base import ProgressReporter
+from connectra.processors.exporting.checkpoint import OpenUpload
 
 BLOCK_BYTES = 1024 * 1024
 BUFFERED_BLOCKS = 8
@@ -51,6 +54,37 @@ async def write_export(
             raise first from first.__cause__  # the failure itself, not a group; its cause kept
     await progress.flush()
     return progress.count
+
+
+async def abort_left_upload(
+    objects: ObjectStore,
+    checkpoint: object,
+    log: Logger | LoggerAdapter[Logger],
+    *,
+    failed: str,
+    aborted: str,
+    aborted_action: str,
+    failed_action: str | None = None,
+    fields: Mapping[str, str] | None = None,
+) -> None:
+    """Abort the multipart upload a job's checkpoint names (an attempt killed mid-upload), if any.
+
+    Logged the caller's way: `failed` (with the error) as a warning, which carries no fields
+    unless `failed_action` is given; `aborted` (with the bucket and key) once aborted. Both
+    carry the caller's `fields` and the upload id beside the action.
+    """
+    left = OpenUpload.from_checkpoint(checkpoint)
+    if left is None:
+        return
+    named = {**(fields or {}), "upload_id": left.upload_id}
+    try:
+        done = await objects.abort_upload(left.bucket, left.key, left.upload_id)
+    except ObjectStoreError as exc:  # a later attempt, or the cleaner, aborts it
+        extra = {} if failed_action is None else {"action": failed_action, **named}
+        log.warning(failed, exc, extra=extra)
+        return
+    if done:
+        log.info(aborted, left.bucket, left.key, extra={"action": aborted_action, **named})
 
 
 async def _produce(source: Source, blocks: _Blocks) -> None:

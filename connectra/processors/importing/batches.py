@@ -76,10 +76,10 @@ class RecordBatch:
         base = 0
         for s in self.segments:
             block = s.block
-            indices = range(s.start, s.stop) if block.every_field_quoted else block.quoted_empty
-            for i in indices:
-                if s.start <= i < s.stop and (positions := block.quoted_empty_of(i)):
-                    found[base + i - s.start] = positions
+            if block.every_field_quoted or block.quoted_empty:
+                for i in range(s.start, s.stop):
+                    if positions := block.quoted_empty_of(i):
+                        found[base + i - s.start] = positions
             base += s.stop - s.start
         return found
 

@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Self
 
 from connectra.objectstore import MultipartWriter, ObjectStore
-from connectra.processors.csv_lines import LINE_TERMINATOR, csv_line
+from connectra.processors.csv_lines import csv_line, join_lines
 from connectra.processors.importing.rows import BadRow
 
 
@@ -22,24 +22,20 @@ def failed_rows_key(s3_key: str) -> str:
     return f"{stem}.failed.csv"
 
 
-def _csv_text(fields: Sequence[str]) -> bytes:
-    """One line of the failed-rows file, its end included."""
-    return (csv_line(fields) + LINE_TERMINATOR).encode()
-
-
 def failed_rows_csv(rows: Sequence[BadRow], width: int) -> bytes:
     """The CSV lines of bad rows of a file whose header has `width` columns."""
-    return b"".join(_csv_text(_cells(row, width)) for row in rows)
-
-
-def _cells(row: BadRow, width: int) -> list[str]:
-    """A bad row's cells: line, error, its fields (or as many empty cells), raw text."""
-    return [str(row.line), row.reason, *(row.fields or [""] * width), row.raw]
+    return join_lines([_line(row, width) for row in rows])
 
 
 def failed_rows_lines(rows: Sequence[BadRow], width: int) -> list[tuple[int, bytes]]:
     """Each bad row's line number and its line of the failed-rows CSV."""
-    return [(row.line, failed_rows_csv([row], width)) for row in rows]
+    return [(row.line, join_lines([_line(row, width)])) for row in rows]
+
+
+def _line(row: BadRow, width: int) -> str:
+    """A bad row's line, without its end: line, error, its fields (or as many empty cells),
+    raw text."""
+    return csv_line([str(row.line), row.reason, *(row.fields or [""] * width), row.raw])
 
 
 class FailedRowsFile:
@@ -63,7 +59,7 @@ class FailedRowsFile:
         if self._writer is None:
             upload = self._objects.multipart_upload(self._bucket, self._key)
             self._writer = await self._stack.enter_async_context(upload)
-            await self._writer.write(_csv_text(self._header))
+            await self._writer.write(join_lines([csv_line(self._header)]))
         await self._writer.write(data)
 
     async def __aenter__(self) -> Self:

@@ -45,6 +45,7 @@ from connectra.processors.importing.sinks import (
     SearchSink,
 )
 from connectra.processors.importing.verbatim_copy import verbatim_csv
+from connectra.shielding import succeeded
 
 QUEUE_BATCHES = 1
 # How long an interrupted import waits for its last report to land.
@@ -393,7 +394,7 @@ class CsvImport:
         """Count a batch whose commit went through before the interruption, and report the
         totals unless the last report, which the interruption may have cut short, holds them."""
         counted = self._count_committed(sinks, written) is not None
-        if written.end is None or (not counted and _succeeded(written.reported)):
+        if written.end is None or (not counted and succeeded(written.reported)):
             return
         report = self._report(self._progress(), self._checkpoint(written.end))
         try:
@@ -508,11 +509,6 @@ def _prepare(
         end=Position(*batch.end()),
         csv=csv,
     )
-
-
-def _succeeded(task: asyncio.Task[None] | None) -> bool:
-    """Whether a report task ran to its end without error."""
-    return task is not None and task.done() and not task.cancelled() and not task.exception()
 
 
 def _counts(converted: ConvertedBatch) -> ConvertedBatch:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from uuid import UUID
@@ -87,12 +87,12 @@ class BadRow:
 class ConvertedBatch:
     """A converted batch: its good rows as columns (one uuid each, the last wins) and bad rows.
 
-    Text columns hold the fields as read, an empty one standing for NULL (`rows` says None)
-    unless `empty_strings` lists its row, or every empty field was quoted (`all_empty_strings`):
-    a quoted empty field is the empty string. Mapping them costs a pass per column that a batch
-    COPYed as CSV never needs. `texts` holds the same rows'
-    fields as read, a column per field; `records` the index in the batch of each row (None:
-    every record of the batch, in order).
+    Text columns (`text_columns`) hold the fields as read, an empty one standing for NULL
+    (`rows` says None) unless `empty_strings` lists its row: a quoted empty field is the empty
+    string. When every empty field was quoted, `text_columns` is empty: every text is its value.
+    Mapping them costs a pass per column that a batch COPYed as CSV never needs. `texts` holds
+    the same rows' fields as read, a column per field; `records` the index in the batch of each
+    row (None: every record of the batch, in order).
     """
 
     columns: list[Sequence[Value]] = field(default_factory=list)
@@ -102,7 +102,6 @@ class ConvertedBatch:
     records: list[int] | None = None
     text_columns: frozenset[int] = frozenset()
     empty_strings: dict[int, set[int]] = field(default_factory=dict)
-    all_empty_strings: bool = False
 
     @property
     def size(self) -> int:
@@ -111,9 +110,8 @@ class ConvertedBatch:
 
     def rows(self) -> Iterator[Row]:
         """The rows to write, built one at a time from the columns."""
-        text = frozenset() if self.all_empty_strings else self.text_columns
         columns = [
-            _text_values(column, self.empty_strings.get(j)) if j in text else column
+            _text_values(column, self.empty_strings.get(j)) if j in self.text_columns else column
             for j, column in enumerate(self.columns)
         ]
         return zip(*columns, strict=True)
@@ -339,18 +337,23 @@ class RowConverter:
         out.good = len(rows) - len(reasons)
         self._keep(out, values, [texts[c.position] for c in self._columns], reasons, kept)
         if batch.every_field_quoted():
-            out.all_empty_strings = True
+            out.text_columns = frozenset()  # every empty field was `""`: the empty string
         elif quoted := batch.quoted_empties():
-            out.empty_strings = self._empty_strings(quoted, out.records, out.size)
+            out.empty_strings = self._empty_strings(quoted, out.records)
         return out
 
     def _empty_strings(
-        self, quoted: dict[int, tuple[int, ...]], records: list[int] | None, size: int
+        self, quoted: dict[int, tuple[int, ...]], records: list[int] | None
     ) -> dict[int, set[int]]:
         """For each text column, its rows (of the kept ones) whose field was written `""`."""
+        listed: Iterable[tuple[int, tuple[int, ...]]]
+        if records is None:  # every record kept, in order: a record's row is its index
+            listed = quoted.items()
+        else:
+            listed = ((row, quoted[r]) for row, r in enumerate(records) if r in quoted)
         found: dict[int, set[int]] = {}
-        for row, record in enumerate(range(size) if records is None else records):
-            for position in quoted.get(record, ()):
+        for row, positions in listed:
+            for position in positions:
                 j = self._text_positions.get(position)
                 if j is not None:
                     found.setdefault(j, set()).add(row)

@@ -29,7 +29,7 @@ from connectra.errors import (
 from connectra.processors.importing import sql as q
 from connectra.processors.importing.rows import Row, RowLayout, Value
 from connectra.processors.search_index import ensure_index
-from connectra.shielding import run_to_the_end
+from connectra.shielding import run_to_the_end, succeeded
 
 FILTER_CACHE_MAX = 100_000
 SPARE_CONNECTION_WAIT_S = 1.0
@@ -162,8 +162,13 @@ class PostgresSink:
             await transaction.start()
             staged = _Staged(conn, transaction)
             try:
-                if self._per_transaction:
-                    await conn.execute(q.staging_create(self._service, per_transaction=True))
+                if self._per_transaction:  # with UTC for CSV text: one round trip
+                    utc = csv is not None
+                    await conn.execute(
+                        q.staging_create(self._service, per_transaction=True, utc=utc)
+                    )
+                elif csv is not None:
+                    await conn.execute(q.STAGING_TIME_ZONE)
                 if csv is None:
                     await conn.copy_records_to_table(
                         self._staging, records=rows, columns=self._names
@@ -176,8 +181,10 @@ class PostgresSink:
         return staged
 
     async def _copy_csv(self, conn: asyncpg.Connection, csv: Sequence[memoryview]) -> None:
-        """COPY CSV text into the staging table; it holds no quote, so every empty field is NULL."""
-        await conn.execute(q.STAGING_TIME_ZONE)
+        """COPY CSV text into the staging table; it holds no quote, so every empty field is NULL.
+
+        `_stage` has set the transaction's time zone to UTC first (STAGING_TIME_ZONE).
+        """
         await conn.copy_to_table(
             self._staging,
             source=_pieces(csv),  # one message per piece: no copy of the whole batch
@@ -230,9 +237,7 @@ async def _pieces(csv: Sequence[memoryview]) -> AsyncIterator[memoryview]:
 
 def _finished_result(task: asyncio.Task[_Staged] | None) -> _Staged | None:
     """The task's result if it finished successfully, else None."""
-    if task is None or not task.done() or task.cancelled() or task.exception() is not None:
-        return None
-    return task.result()
+    return task.result() if succeeded(task) else None
 
 
 _CONNECTION_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, *DATABASE_DOWN)

@@ -96,15 +96,21 @@ def _column_list(service: ServiceSchema, names: Iterable[str], prefix: str = "")
 
 
 @lru_cache(maxsize=16)
-def staging_create(service: ServiceSchema, *, per_transaction: bool = False) -> str:
+def staging_create(
+    service: ServiceSchema, *, per_transaction: bool = False, utc: bool = False
+) -> str:
     """CREATE the service's staging table: for the connection's life, or (`per_transaction`,
-    behind a transaction-mode pooler) dropped when the transaction ends."""
+    behind a transaction-mode pooler) dropped when the transaction ends; then, with `utc`
+    (`per_transaction` only), STAGING_TIME_ZONE in the same round trip."""
+    if utc and not per_transaction:
+        raise ValueError("SET LOCAL needs the batch's transaction: only with per_transaction")
     template = STAGING_CREATE_FOR_TRANSACTION if per_transaction else STAGING_CREATE
-    return template.format(
+    create = template.format(
         staging=staging_table(service),
         columns=_column_list(service, service.field_names),
         table=service.table,
     )
+    return f"{create.rstrip()};\n{STAGING_TIME_ZONE}\n" if utc else create
 
 
 @lru_cache(maxsize=8)
