@@ -46,6 +46,7 @@ from common import (
     log,
     product_env,
     start,
+    status_mb,
     wait_for,
     wait_log,
     write_report,
@@ -54,17 +55,6 @@ from gen_contacts import COLUMNS
 
 LOCAL_API_KEY = "local-dev-key"
 DONE = ("completed", "failed", "failed_final", "aborted")
-
-
-def status_mb(pid: int, field: str) -> float | None:
-    """A field of /proc/PID/status in MB (VmRSS, VmHWM), while the process lives."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(f"{field}:"):
-                return int(line.split()[1]) / 1024
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return None
 
 
 def local_s3_event(daemon: Child) -> dict[str, Any]:

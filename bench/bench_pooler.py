@@ -27,16 +27,10 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
-from bench_queue import CONCURRENCY, _reset
-from common import PYTHON, bench_database, children, log, product_env, start, wait_for, wait_log
+from bench_queue import _reset, runner_env
+from common import PYTHON, bench_database, children, free_port, log, start, wait_for, wait_log
 
 PGBOUNCER = Path("/usr/sbin/pgbouncer")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _accepts(port: int) -> bool:
@@ -47,7 +41,7 @@ def _accepts(port: int) -> bool:
 def _pgbouncer(dsn: str, folder: Path) -> tuple[subprocess.Popen[bytes], str]:
     """A PgBouncer in transaction mode in front of `dsn`'s server; the DSN through it."""
     parts = urlsplit(dsn)
-    port = _free_port()
+    port = free_port()
     login = f"host={parts.hostname} port={parts.port or 5432} user={parts.username or 'postgres'}"
     if parts.password:
         login += f" password={parts.password}"
@@ -80,14 +74,7 @@ def _pgbouncer_if_installed(dsn: str, folder: Path) -> tuple[subprocess.Popen[by
 async def rate(dsn: str, runner_dsn: str, jobs: int, name: str, **extra: str) -> float:
     """No-op jobs/s of one runner on `runner_dsn` (jobs inserted directly on `dsn`)."""
     await _reset(dsn)
-    env = product_env(
-        runner_dsn,
-        PARALLEL_JOBS=CONCURRENCY,
-        JOB_IN_QUEUE_SIZE=100,
-        TICKER_INTERVAL_SECONDS=1,
-        DATABASE_POOL_SIZE=CONCURRENCY + 6,
-        **extra,
-    )
+    env = runner_env(runner_dsn, **extra)
     with children() as procs:
         command = [PYTHON, "-m", "connectra", "jobs", "first_time"]
         procs.append(start(f"pooler_{name}", command, env))

@@ -64,15 +64,21 @@ async def _reset(dsn: str, contender: str = "connectra") -> None:
         await conn.close()
 
 
-async def connectra_rate(dsn: str, jobs: int, processes: int) -> dict[str, float]:
-    await _reset(dsn)
-    env = product_env(
+def runner_env(dsn: str, **extra: Any) -> dict[str, str]:
+    """The environment of a measured `connectra jobs first_time` process on `dsn`."""
+    return product_env(
         dsn,
         PARALLEL_JOBS=CONCURRENCY,
         JOB_IN_QUEUE_SIZE=100,
         TICKER_INTERVAL_SECONDS=1,
         DATABASE_POOL_SIZE=CONCURRENCY + 6,
+        **extra,
     )
+
+
+async def connectra_rate(dsn: str, jobs: int, processes: int) -> dict[str, float]:
+    await _reset(dsn)
+    env = runner_env(dsn)
     with children() as procs:
         for i in range(processes):
             procs.append(

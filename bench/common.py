@@ -213,6 +213,17 @@ def product_env(dsn: str, *, checkout: Path | str | None = None, **extra: Any) -
     return env
 
 
+def status_mb(pid: int, field: str) -> float | None:
+    """A field of /proc/PID/status in MB (VmRSS, VmHWM), while the process lives."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None
+
+
 @dataclass
 class Child:
     """A child process in its own session, with its output in a log file."""
@@ -229,13 +240,7 @@ class Child:
 
     def peak_rss_mb(self) -> float | None:
         """VmHWM (peak resident set) of the process, while it is alive."""
-        try:
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        except (FileNotFoundError, ProcessLookupError):
-            return None
-        return None
+        return status_mb(self.proc.pid, "VmHWM")
 
     def cpu_seconds(self) -> float | None:
         """User + system CPU time of the process so far, while it is alive."""

@@ -5,6 +5,7 @@ files against the code."""
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import connectra
@@ -13,7 +14,8 @@ from connectra.settings import Settings
 ENV_READERS = {"getenv", "get", "pop", "setdefault"}  # os.getenv, os.environ.get, ...
 
 
-def setting_names() -> set[str]:
+@functools.cache
+def setting_names() -> frozenset[str]:
     """Every environment name the settings read: each field's alias and alias choices."""
     names: set[str] = set()
     for field in Settings.model_fields.values():
@@ -21,7 +23,7 @@ def setting_names() -> set[str]:
             names.add(field.alias)
         choices = getattr(field.validation_alias, "choices", None) or [field.validation_alias]
         names.update(choice for choice in choices if isinstance(choice, str))
-    return names
+    return frozenset(names)
 
 
 def is_environ(node: ast.expr) -> bool:
@@ -68,6 +70,7 @@ def read_outside_settings(package: Path) -> set[str]:
     return found
 
 
-def read_by_the_product() -> set[str]:
-    """Every environment variable Connectra Jobs reads."""
+@functools.cache
+def read_by_the_product() -> frozenset[str]:
+    """Every environment variable Connectra Jobs reads (parsed once a run)."""
     return setting_names() | read_outside_settings(Path(connectra.__file__).parent)

@@ -1,4 +1,5 @@
-"""Real `connectra` processes for tests: the `spawn` fixture and what it returns."""
+"""Real `connectra` processes for tests: the `spawn` fixture and what it returns, the `run`
+fixture for commands run to their end, and `free_port`."""
 
 from __future__ import annotations
 
@@ -6,11 +7,22 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
+
+from tests.polling import eventually
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 class Process:
@@ -35,6 +47,24 @@ class Process:
 
     def events(self) -> list[dict[str, object]]:
         return [json.loads(line) for line in self.log_lines() if line.startswith("{")]
+
+    def plain_lines(self) -> list[str]:
+        """What the process wrote on stderr besides its JSON log lines (no empty ones)."""
+        return [line for line in self.log_lines() if line and not line.startswith("{")]
+
+    async def until_logged(self, action: str, within: float = 30) -> None:
+        """Until the process has logged `action`; it must not have stopped."""
+
+        async def logged() -> bool:
+            assert self.proc.returncode is None, self.log_path.read_text()[-3000:]
+            return any(event.get("action") == action for event in self.events())
+
+        await eventually(logged, within=within)
+
+    async def stop(self, seconds: float = 30) -> int:
+        """SIGTERM, then wait for the exit; its code."""
+        self.send(signal.SIGTERM)
+        return await self.wait(seconds)
 
 
 Spawn = Callable[..., Awaitable[Process]]
@@ -71,3 +101,32 @@ async def spawn(database_url: str, tmp_path: Path) -> AsyncIterator[Spawn]:
         if process.proc.returncode is None:
             process.proc.kill()
             await process.proc.wait()
+
+
+class Result(NamedTuple):
+    """How a command ended: its exit code, stdout and stderr."""
+
+    code: int
+    out: str
+    err: str
+
+
+Run = Callable[..., Awaitable[Result]]
+
+
+@pytest.fixture
+def run(database_url: str) -> Run:
+    """Run `python -m connectra ARGS` on the test database to its end (several may run at
+    once)."""
+
+    async def command(*args: str) -> Result:
+        env = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "ERROR"}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "connectra", *args,
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode is not None
+        return Result(proc.returncode, out.decode(), err.decode())
+
+    return command

@@ -1,14 +1,15 @@
 """Test services that need no Docker: S3 from moto in a thread, Elasticsearch from osmem-server.
 
-Import the fixtures into a test module (or `tests/conftest.py`) by name:
-
-    from tests.services import es_client, es_url, object_store, s3_bucket, s3_endpoint  # noqa: F401
+`tests/conftest.py` imports the fixtures, so every test can ask for them by name. Do not
+import them into a test module as well: pytest would then set up each session-scoped server
+(moto, osmem-server) once more for every module that imports it.
 
 `CONNECTRA_TEST_ELASTICSEARCH_URL` points the Elasticsearch fixtures at a real cluster instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -38,6 +39,29 @@ class EsEndpoint(NamedTuple):
 def moto_object_store(endpoint_url: str) -> ObjectStore:
     """An unopened `ObjectStore` on the moto endpoint with its fake credentials."""
     return ObjectStore(endpoint_url, S3_REGION, S3_ACCESS_KEY_ID, S3_SECRET_ACCESS_KEY)
+
+
+def moto_process_env(endpoint_url: str, bucket: str) -> dict[str, str]:
+    """The environment a spawned `connectra` process needs to use a moto bucket."""
+    return {
+        "S3_ENDPOINT_URL": endpoint_url,
+        "S3_BUCKET": bucket,
+        "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": S3_SECRET_ACCESS_KEY,
+        "AWS_REGION": S3_REGION,
+    }
+
+
+async def read_object(objects: ObjectStore, bucket: str, key: str) -> bytes:
+    """The whole object."""
+    async with contextlib.aclosing(objects.iter_object(bucket, key)) as chunks:
+        return b"".join([chunk async for chunk in chunks])
+
+
+async def bucket_keys(objects: ObjectStore, bucket: str) -> list[str]:
+    """Every key in the bucket (up to 1,000), sorted."""
+    listing = await objects.client.list_objects_v2(Bucket=bucket)
+    return sorted(item["Key"] for item in listing.get("Contents", []))
 
 
 @pytest.fixture(scope="session")

@@ -7,12 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import socket
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import NamedTuple
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -20,50 +15,11 @@ import pytest
 from connectra.api_keys import key_id_of, secret_digest
 from connectra.cli import LOCAL_API_KEY
 from tests.polling import eventually
-from tests.processes import Process, Spawn, spawn
+from tests.processes import Process, Run, Spawn, free_port, run, spawn
 
-__all__ = ["spawn"]
+__all__ = ["run", "spawn"]  # the fixtures, requested by name
 
 NO_KEYS = {"API_KEYS": ""}  # empty counts as unset, whatever this machine's environment says
-
-
-class Result(NamedTuple):
-    """How a command ended: its exit code, stdout and stderr."""
-
-    code: int
-    out: str
-    err: str
-
-
-Run = Callable[..., Awaitable[Result]]
-
-
-@pytest.fixture
-def run(database_url: str) -> Run:
-    """Run `python -m connectra ARGS` on the test database to its end."""
-
-    async def command(*args: str) -> Result:
-        env = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "ERROR"}
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "connectra", *args,
-            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        out, err = await asyncio.wait_for(proc.communicate(), 30)
-        assert proc.returncode is not None
-        return Result(proc.returncode, out.decode(), err.decode())
-
-    return command
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def plain_lines(process: Process) -> list[str]:
-    """What a process wrote on stderr besides its JSON log lines."""
-    return [line for line in process.log_lines() if line and not line.startswith("{")]
 
 
 async def status(port: int, key: str) -> int:
@@ -75,14 +31,6 @@ async def status(port: int, key: str) -> int:
         return response.status
 
 
-async def listening(process: Process) -> Callable[[], Awaitable[bool]]:
-    async def check() -> bool:
-        assert process.proc.returncode is None, process.log_path.read_text()[-3000:]
-        return any(event.get("action") == "api_listen" for event in process.events())
-
-    return check
-
-
 @pytest.fixture
 async def stopped() -> AsyncIterator[list[Process]]:
     """Processes to stop with SIGTERM (and expect a clean exit from) at the end."""
@@ -90,8 +38,7 @@ async def stopped() -> AsyncIterator[list[Process]]:
     yield processes
     for process in processes:
         if process.proc.returncode is None:
-            process.send(signal.SIGTERM)
-            assert await process.wait(30) == 0
+            assert await process.stop() == 0
 
 
 async def test_keys_create_list_rotate_and_revoke(run: Run) -> None:
@@ -158,7 +105,7 @@ async def test_an_api_process_accepts_a_new_key_and_refuses_it_once_revoked_with
         "api", API_PORT=str(port), API_KEY_CACHE_SECONDS="1", LOG_LEVEL="DEBUG", **NO_KEYS
     )
     stopped.append(api)
-    await eventually(await listening(api))
+    await api.until_logged("api_listen")
     assert await status(port, ops) == 200
 
     secret = (await run("keys", "create", "ci", "--scope", "read")).out.strip()
@@ -186,7 +133,7 @@ async def test_an_api_process_accepts_a_new_key_and_refuses_it_once_revoked_with
 async def test_an_api_without_api_keys_or_a_stored_key_refuses_to_start(spawn: Spawn) -> None:
     api = await spawn("api", API_PORT=str(free_port()), **NO_KEYS)
     assert await api.wait(30) == 2
-    (line,) = plain_lines(api)
+    (line,) = api.plain_lines()
     assert line.startswith("invalid configuration: API_KEYS: no API key is set and none")
     assert "connectra keys create" in line
 
@@ -196,7 +143,7 @@ async def test_run_refuses_the_local_development_key_off_loopback(spawn: Spawn) 
         "run", API_HOST="0.0.0.0", API_PORT=str(free_port()), LOCAL_S3_PORT="0", **NO_KEYS
     )
     assert await run.wait(60) == 2
-    (line,) = plain_lines(run)
+    (line,) = run.plain_lines()
     assert line.startswith("invalid configuration: API_KEYS: ")
     assert "only when API_HOST is a loopback address" in line
     assert not any(event.get("action") == "api_listen" for event in run.events())
@@ -209,7 +156,7 @@ async def test_run_accepts_the_local_development_key_on_loopback_only(
     port = free_port()
     run = await spawn("run", API_HOST="127.0.0.1", API_PORT=str(port), LOCAL_S3_PORT="0", **NO_KEYS)
     stopped.append(run)
-    await eventually(await listening(run), within=60)
+    await run.until_logged("api_listen", within=60)
     assert await status(port, LOCAL_API_KEY) == 200
     assert any(event.get("action") == "local_api_key" for event in run.events())
 
@@ -223,6 +170,6 @@ async def test_run_off_loopback_starts_with_a_stored_key_and_no_development_key(
         "run", API_HOST="0.0.0.0", API_PORT=str(port), LOCAL_S3_PORT="0", **NO_KEYS
     )
     stopped.append(daemon)
-    await eventually(await listening(daemon), within=60)
+    await daemon.until_logged("api_listen", within=60)
     assert await status(port, secret) == 200
     assert await status(port, LOCAL_API_KEY) == 401

@@ -23,7 +23,7 @@ from connectra.runners.runner import Runner, RunnerConfig, Stopping
 from connectra.settings import load_settings
 from tests.api_client import Client, started
 from tests.polling import eventually
-from tests.services import _remove_bucket
+from tests.services import _remove_bucket, bucket_keys
 
 AUTH = {"X-API-Key": "k1"}
 # One bad row: an import of it writes `hr/salaries.failed.csv` next to it.
@@ -45,12 +45,6 @@ async def api(store: JobStore, objects: ObjectStore, **settings: object) -> Asyn
     """The API with key `k1` and these settings."""
     async for client in started(store, objects, **settings):
         yield client
-
-
-async def keys(objects: ObjectStore, bucket: str) -> list[str]:
-    """Every key in the bucket."""
-    listing = await objects.client.list_objects_v2(Bucket=bucket)
-    return sorted(item["Key"] for item in listing.get("Contents", []))
 
 
 async def create(client: Client, job_type: str, job_data: dict[str, Any]) -> tuple[int, str]:
@@ -172,7 +166,7 @@ async def test_an_import_row_naming_another_bucket_fails_at_run_without_touching
     response = await run_until_finished(store, object_store, job_uuid, S3_BUCKET=s3_bucket)
     assert response["error"]["code"] == "ERR_BUCKET_NOT_ALLOWED"
     assert response["error"]["details"]["transient"] is False
-    assert await keys(object_store, private_bucket) == ["hr/salaries.csv"]  # no failed rows
+    assert await bucket_keys(object_store, private_bucket) == ["hr/salaries.csv"]  # no failed rows
     assert await pool.fetchval("SELECT count(*) FROM contacts") == 0
 
 
@@ -187,7 +181,7 @@ async def test_an_export_row_naming_another_bucket_fails_at_run_without_writing_
     job_uuid = await insert_in_sql(pool, "export_csv_file", data)
     response = await run_until_finished(store, object_store, job_uuid, S3_BUCKET=s3_bucket)
     assert response["error"]["code"] == "ERR_BUCKET_NOT_ALLOWED"
-    assert await keys(object_store, private_bucket) == ["hr/salaries.csv"]
+    assert await bucket_keys(object_store, private_bucket) == ["hr/salaries.csv"]
 
 
 async def test_an_import_created_before_the_prefixes_were_set_fails_at_run(
@@ -199,7 +193,7 @@ async def test_an_import_created_before_the_prefixes_were_set_fails_at_run(
         store, object_store, job_uuid, S3_BUCKET=s3_bucket, S3_ALLOWED_PREFIXES="uploads/"
     )
     assert response["error"]["code"] == "ERR_KEY_NOT_ALLOWED"
-    assert await keys(object_store, s3_bucket) == ["hr/salaries.csv"]
+    assert await bucket_keys(object_store, s3_bucket) == ["hr/salaries.csv"]
 
 
 # -- download URLs and retention -----------------------------------------------------------------
@@ -252,7 +246,7 @@ async def test_download_url_of_an_export_whose_file_retention_deleted_is_410(
     policy = load_settings(S3_BUCKET=s3_bucket).bucket_policy()
     cleaner = Cleaner(store, object_store, timedelta(days=7), timedelta(days=1), policy)
     assert await cleaner.clean_once() == (1, 0)
-    assert await keys(object_store, s3_bucket) == []
+    assert await bucket_keys(object_store, s3_bucket) == []
     async for client in api(store, object_store, S3_BUCKET=s3_bucket):
         response = await client.get(f"/common/jobs/{job_uuid}/download-url", headers=AUTH)
         assert response.status == 410
@@ -270,4 +264,4 @@ async def test_retention_never_deletes_outside_the_allowed_buckets(
     policy = load_settings(S3_BUCKET=s3_bucket).bucket_policy()
     cleaner = Cleaner(store, object_store, timedelta(days=7), timedelta(days=1), policy)
     assert await cleaner.clean_once() == (0, 0)
-    assert await keys(object_store, private_bucket) == ["hr/salaries.csv"]
+    assert await bucket_keys(object_store, private_bucket) == ["hr/salaries.csv"]

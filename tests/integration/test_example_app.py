@@ -5,7 +5,6 @@ webhooks to a receiver on loopback, and the example's cron schedule firing."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from aiohttp import web
 from connectra.client import ConnectraClient
 from connectra.jobs import JobStatus
 from tests.polling import eventually
-from tests.processes import Process, Spawn, spawn
+from tests.processes import Process, Spawn, free_port, spawn
 
 __all__ = ["spawn"]
 
@@ -56,12 +55,6 @@ async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
         yield hooks, f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def start_all(spawn: Spawn, base: str, port: int) -> list[Process]:

@@ -9,7 +9,6 @@ gives. Bulk data for the multipart and cancellation tests comes from `generate_s
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import functools
 import logging
@@ -50,7 +49,7 @@ from connectra.search import make_es_client
 from connectra.settings import Settings, load_settings
 from tests.conftest import with_database
 from tests.polling import eventually
-from tests.services import EsEndpoint, es_url, object_store, s3_bucket, s3_endpoint  # noqa: F401
+from tests.services import EsEndpoint, bucket_keys, read_object
 
 Row = dict[str, Any]
 MIB = 1024 * 1024
@@ -256,12 +255,6 @@ async def export_context(
     )
 
 
-async def read_object(objects: ObjectStore, bucket: str, key: str) -> bytes:
-    """The whole object."""
-    async with contextlib.aclosing(objects.iter_object(bucket, key)) as chunks:
-        return b"".join([chunk async for chunk in chunks])
-
-
 async def run_export(
     pool: asyncpg.Pool,
     objects: ObjectStore,
@@ -300,12 +293,6 @@ async def pending_uploads(objects: ObjectStore, bucket: str) -> list[Any]:
 async def has_pending_upload(objects: ObjectStore, bucket: str) -> bool:
     """Whether a multipart upload is under way."""
     return bool(await pending_uploads(objects, bucket))
-
-
-async def object_keys(objects: ObjectStore, bucket: str) -> list[str]:
-    """Every key in the bucket."""
-    response = await objects.client.list_objects_v2(Bucket=bucket)
-    return [item["Key"] for item in response.get("Contents", [])]
 
 
 # --- reference -------------------------------------------------------------------------
@@ -832,7 +819,7 @@ async def test_cancelling_an_export_midway_leaves_no_object_and_no_pending_uploa
     with pytest.raises(asyncio.CancelledError):
         await task
     assert await pending_uploads(object_store, s3_bucket) == []
-    assert await object_keys(object_store, s3_bucket) == []
+    assert await bucket_keys(object_store, s3_bucket) == []
 
 
 async def test_an_export_aborts_the_upload_an_earlier_attempt_left_and_records_its_own_first(
@@ -870,7 +857,7 @@ async def test_an_export_aborts_the_upload_an_earlier_attempt_left_and_records_i
     assert (upload.bucket, upload.key, parts_sent) == (s3_bucket, key, 0)
     assert upload.upload_id != left["UploadId"]
     assert await pending_uploads(object_store, s3_bucket) == []
-    assert await object_keys(object_store, s3_bucket) == [key]
+    assert await bucket_keys(object_store, s3_bucket) == [key]
 
 
 async def test_a_failure_midway_leaves_no_object_and_no_pending_upload(
@@ -888,7 +875,7 @@ async def test_a_failure_midway_leaves_no_object_and_no_pending_upload(
     with pytest.raises(RuntimeError, match="source broke"):
         await write_export(object_store, s3_bucket, "exports/x.csv", b"h\n", failing_source, ignore)
     assert await pending_uploads(object_store, s3_bucket) == []
-    assert await object_keys(object_store, s3_bucket) == []
+    assert await bucket_keys(object_store, s3_bucket) == []
 
 
 async def test_no_match_writes_a_header_only_file(
@@ -917,7 +904,7 @@ async def test_an_unknown_field_fails_the_job_with_its_code_and_writes_nothing(
     with pytest.raises(UnknownFieldError) as caught:
         await EXPORT_CSV_FILE.run(ctx)
     assert caught.value.code == "ERR_UNKNOWN_FIELD"
-    assert await object_keys(object_store, s3_bucket) == []
+    assert await bucket_keys(object_store, s3_bucket) == []
 
 
 async def test_the_job_bucket_wins_and_no_bucket_at_all_is_an_error(
@@ -956,7 +943,7 @@ async def test_a_missing_index_is_a_clear_error(
     ctx.settings = ctx.settings.model_copy(update={"elasticsearch_index_prefix": "missing_"})
     with pytest.raises(SearchIndexNotFoundError):
         await EXPORT_CSV_FILE.run(ctx)
-    assert await object_keys(object_store, s3_bucket) == []
+    assert await bucket_keys(object_store, s3_bucket) == []
 
 
 @pytest.mark.parametrize(

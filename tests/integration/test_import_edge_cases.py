@@ -7,7 +7,6 @@ lines in LF.
 
 from __future__ import annotations
 
-import contextlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,14 +27,7 @@ from tests.integration.test_insert_csv import (
     es_env,  # noqa: F401
     uid,
 )
-from tests.services import (  # noqa: F401
-    es_client,
-    es_url,
-    moto_object_store,
-    object_store,
-    s3_bucket,
-    s3_endpoint,
-)
+from tests.services import read_object
 
 SHORT_HEADER = "uuid,first_name,last_name,email_verified_at,company_id"
 
@@ -50,12 +42,6 @@ async def stored(pool: asyncpg.Pool, uuid: str, *columns: str) -> tuple[Any, ...
     """The stored values of one contact."""
     row = (await contacts(pool))[uuid]
     return tuple(row[c] for c in columns)
-
-
-async def raw_object(env: Env, key: str) -> bytes:
-    """The bytes of an object."""
-    async with contextlib.aclosing(env.objects.iter_object(env.bucket, key)) as chunks:
-        return b"".join([chunk async for chunk in chunks])
 
 
 # -- quoted and unquoted empty fields --------------------------------------------------------
@@ -199,7 +185,7 @@ async def test_failed_rows_keep_their_columns_or_their_raw_text(env: Env) -> Non
     result = await imported(env, "in/f.csv", data)
 
     assert result["number_records_failed"] == 5
-    body = await raw_object(env, "in/f.failed.csv")
+    body = await read_object(env.objects, env.bucket, "in/f.failed.csv")
     assert body.decode().split("\n") == [
         "line,error,uuid,first_name,email_verified_at,raw",
         f'3,"expected 3 fields, found 2",,,,"{uid(1)},only two"',
@@ -217,7 +203,7 @@ async def test_a_raw_text_with_a_carriage_return_is_quoted(env: Env) -> None:
     result = await imported(env, "in/r.csv", data)
 
     assert result["runtime_errors"] == ["line 2: carriage return inside an unquoted field"]
-    body = await raw_object(env, "in/r.failed.csv")
+    body = await read_object(env.objects, env.bucket, "in/r.failed.csv")
     assert body == (
         b"line,error,uuid,first_name,raw\n"
         + f'2,carriage return inside an unquoted field,,,"{uid(0)},a\rb"\n'.encode()
@@ -233,7 +219,7 @@ async def test_the_failed_rows_file_and_exports_end_lines_in_lf(env: Env) -> Non
     ]
     source = "\r\n".join(lines).replace("TWO", '"two\r\nlines"') + "\r\n"
     await imported(env, "in/l.csv", source.encode())
-    failed = await raw_object(env, "in/l.failed.csv")
+    failed = await read_object(env.objects, env.bucket, "in/l.failed.csv")
     job_data = {"service": "contact", "vql": {"select_columns": ["id", "first_name"]}}
     _, exported = await run_export(env.pool, env.objects, env.bucket, job_data)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import dataclasses
 import io
@@ -45,14 +44,7 @@ from connectra.processors.registry import default_registry
 from connectra.runners.runner import Runner, RunnerConfig, Stopping
 from connectra.settings import load_settings
 from tests.polling import eventually
-from tests.services import (  # noqa: F401
-    es_client,
-    es_url,
-    moto_object_store,
-    object_store,
-    s3_bucket,
-    s3_endpoint,
-)
+from tests.services import bucket_keys, read_object
 
 CONTACT_HEADER = (
     "uuid,first_name,last_name,email,title,seniority,department,company_id,phone,"
@@ -153,8 +145,7 @@ class Env:
 
     async def failed_rows(self, key: str) -> list[list[str]]:
         """The failed-rows CSV at `key`, parsed."""
-        async with contextlib.aclosing(self.objects.iter_object(self.bucket, key)) as chunks:
-            data = b"".join([chunk async for chunk in chunks])
+        data = await read_object(self.objects, self.bucket, key)
         reader = CsvRecordReader()  # the project's reader: no 128 KiB field limit
         records = reader.feed(data) + reader.finish()
         assert not any(record.is_bad for record in records)
@@ -162,8 +153,7 @@ class Env:
 
     async def keys(self) -> list[str]:
         """Every key in the bucket."""
-        response = await self.objects.client.list_objects_v2(Bucket=self.bucket)
-        return sorted(item["Key"] for item in response.get("Contents", []))
+        return await bucket_keys(self.objects, self.bucket)
 
 
 @pytest.fixture

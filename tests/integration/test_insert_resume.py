@@ -35,7 +35,6 @@ from tests.integration.test_insert_csv import (
     uid,
 )
 from tests.polling import eventually
-from tests.services import object_store, s3_bucket, s3_endpoint  # noqa: F401
 
 KEY = "in/resume.csv"
 FAILED_KEY = "in/resume.failed.csv"

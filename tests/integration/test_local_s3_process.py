@@ -5,11 +5,9 @@ killed; if it dies first, the daemon stops and says why."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import socket
-import time
 from pathlib import Path
 
 import aiohttp
@@ -17,7 +15,7 @@ import pytest
 
 from connectra.cli import LOCAL_API_KEY
 from tests.polling import eventually
-from tests.processes import Process, Spawn, spawn
+from tests.processes import Process, Spawn, free_port, spawn
 from tests.services import moto_object_store
 
 __all__ = ["spawn"]
@@ -26,12 +24,6 @@ pytestmark = pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="
 
 UPLOAD_MB = 50
 NO_KEYS = {"API_KEYS": ""}  # empty counts as unset: `connectra run` takes the local key
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -61,12 +53,7 @@ async def started(spawn: Spawn) -> tuple[Process, int, int]:
     its API port and the S3 server's pid."""
     api_port = free_port()
     daemon = await spawn("run", API_PORT=str(api_port), LOCAL_S3_PORT="0", **NO_KEYS)
-
-    async def listening() -> bool:
-        assert daemon.proc.returncode is None, daemon.log_path.read_text()[-3000:]
-        return any(event.get("action") == "api_listen" for event in daemon.events())
-
-    await eventually(listening, within=60)
+    await daemon.until_logged("api_listen", within=60)
     return daemon, api_port, int(str(s3_event(daemon, "local_s3")["pid"]))
 
 
@@ -122,17 +109,18 @@ async def test_a_killed_daemon_leaves_no_s3_server_behind(spawn: Spawn) -> None:
     daemon, _, child = await started(spawn)
     daemon.send(signal.SIGKILL)
     assert await daemon.wait(10) == -signal.SIGKILL
-    deadline = time.monotonic() + 5
-    while running(child):
-        assert time.monotonic() < deadline, "the S3 server outlived its daemon"
-        await asyncio.sleep(0.05)
+
+    async def gone() -> bool:
+        return not running(child)
+
+    await eventually(gone, within=5, message="the S3 server outlived its daemon")
 
 
 async def test_an_s3_server_that_dies_stops_the_daemon_with_err_local_s3(spawn: Spawn) -> None:
     daemon, _, child = await started(spawn)
     os.kill(child, signal.SIGKILL)
     assert await daemon.wait(30) == 1
-    plain = [line for line in daemon.log_lines() if line and not line.startswith("{")]
+    plain = daemon.plain_lines()
     assert plain == [
         f"ERR_LOCAL_S3: the local S3 server (pid {child}) exited with code -9 while connectra "
         "run was running; the objects it held are lost"
@@ -147,7 +135,7 @@ async def test_a_port_in_use_is_one_line_and_exit_code_1_with_nothing_left(
         port = taken.getsockname()[1]
         daemon = await spawn("run", API_PORT=str(free_port()), LOCAL_S3_PORT=str(port), **NO_KEYS)
         assert await daemon.wait(60) == 1
-    plain = [line for line in daemon.log_lines() if line and not line.startswith("{")]
+    plain = daemon.plain_lines()
     assert plain == [
         f"ERR_LOCAL_S3: the local S3 server cannot listen on 127.0.0.1:{port} (Address already "
         "in use); set LOCAL_S3_PORT to a free port, or S3_ENDPOINT_URL to an S3 of your own"

@@ -18,15 +18,9 @@ from aiohttp import web
 from connectra.db.store import JobStore
 from connectra.jobs import NewJob
 from tests.polling import eventually
-from tests.processes import Process, Spawn, spawn
+from tests.processes import Process, Spawn, free_port, spawn
 
 __all__ = ["spawn"]  # the fixture, requested by name
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def healthcheck(*args: str, **env: str) -> tuple[int, str, str]:
@@ -54,16 +48,10 @@ async def runner(spawn: Spawn) -> AsyncIterator[tuple[Process, int]]:
         "jobs", "first_time", METRICS_PORT=str(port), HEARTBEAT_INTERVAL_SECONDS="0.5",
         LEASE_SECONDS="5",
     )  # fmt: skip
-
-    async def listening() -> bool:
-        assert process.proc.returncode is None, process.log_path.read_text()[-3000:]
-        return any(e.get("action") == "metrics_listen" for e in process.events())
-
-    await eventually(listening)
+    await process.until_logged("metrics_listen")
     yield process, port
     if process.proc.returncode is None:
-        process.send(signal.SIGTERM)
-        assert await process.wait(30) == 0
+        assert await process.stop() == 0
 
 
 async def test_a_runner_process_serves_metrics_healthz_and_readyz(

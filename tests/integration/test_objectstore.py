@@ -20,14 +20,7 @@ from connectra.errors import (
     ObjectStoreUnavailable,
 )
 from connectra.objectstore import MIN_PART_SIZE, ObjectStore
-from tests.services import (  # noqa: F401
-    S3_ACCESS_KEY_ID,
-    S3_REGION,
-    S3_SECRET_ACCESS_KEY,
-    object_store,
-    s3_bucket,
-    s3_endpoint,
-)
+from tests.services import S3_ACCESS_KEY_ID, S3_REGION, S3_SECRET_ACCESS_KEY, bucket_keys
 
 MIB = 1024 * 1024
 
@@ -44,12 +37,6 @@ async def pending_uploads(store: ObjectStore, bucket: str) -> list[object]:
     """The multipart uploads started and neither completed nor aborted."""
     response = await store.client.list_multipart_uploads(Bucket=bucket)
     return list(response.get("Uploads", []))
-
-
-async def object_keys(store: ObjectStore, bucket: str) -> list[str]:
-    """The keys in the bucket."""
-    response = await store.client.list_objects_v2(Bucket=bucket)
-    return [item["Key"] for item in response.get("Contents", [])]
 
 
 async def test_iter_object_streams_a_large_object_in_several_chunks(
@@ -133,7 +120,7 @@ async def test_multipart_upload_aborts_on_exception_leaving_no_object_nor_pendin
     with pytest.raises(RuntimeError, match="export failed"):
         await failing_export()
     assert await pending_uploads(object_store, s3_bucket) == []
-    assert await object_keys(object_store, s3_bucket) == []
+    assert await bucket_keys(object_store, s3_bucket) == []
 
 
 async def test_multipart_upload_aborts_when_its_task_is_cancelled(
@@ -156,7 +143,7 @@ async def test_multipart_upload_aborts_when_its_task_is_cancelled(
     with pytest.raises(asyncio.CancelledError):
         await task
     assert await pending_uploads(object_store, s3_bucket) == []
-    assert await object_keys(object_store, s3_bucket) == []
+    assert await bucket_keys(object_store, s3_bucket) == []
 
 
 async def test_abort_still_completes_when_the_task_is_cancelled_again_during_it(
@@ -318,7 +305,7 @@ async def test_delete_removes_the_object_and_tolerates_a_missing_one(
     await object_store.put_bytes(s3_bucket, "k", b"x")
     await object_store.delete(s3_bucket, "k")
     await object_store.delete(s3_bucket, "k")
-    assert await object_keys(object_store, s3_bucket) == []
+    assert await bucket_keys(object_store, s3_bucket) == []
 
 
 async def test_presigned_put_then_presigned_get_work_with_a_plain_http_client(

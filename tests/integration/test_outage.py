@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +21,7 @@ import pytest
 
 from connectra.db.migrate import migrate
 from tests.polling import eventually
+from tests.processes import free_port
 
 
 class PrivateServer:
@@ -56,13 +56,6 @@ def private_server() -> Iterator[PrivateServer]:
             yield server
         finally:
             server.server.cleanup()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from connectra.jobs import NewJob
 from connectra.objectstore import ObjectStore
 from tests.polling import eventually
 from tests.processes import Process, spawn
+from tests.services import moto_process_env
 
 __all__ = ["spawn"]  # the fixture, requested by name
 
@@ -257,12 +258,8 @@ async def test_an_export_killed_mid_upload_leaves_no_upload_once_rescued_and_ret
     job = await store.create(NewJob("export_csv_file", data, retry_count=1, retry_interval=0))
     key = f"exports/{job.uuid}.csv"
     env = {
-        "S3_ENDPOINT_URL": s3_endpoint,
-        "S3_BUCKET": s3_bucket,
+        **moto_process_env(s3_endpoint, s3_bucket),
         "S3_UPLOAD_FILE_PATH_PRIFIX": "exports",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_REGION": "us-east-1",
         "ELASTICSEARCH_URL": "",
         "HEARTBEAT_INTERVAL_SECONDS": "0.2",
         "LEASE_SECONDS": "1",

@@ -11,7 +11,7 @@ from elasticsearch import ApiError, AsyncElasticsearch, NotFoundError
 from elasticsearch.helpers import async_bulk
 
 from connectra.search import make_es_client, plain_media_type
-from tests.services import EsEndpoint, es_client, es_url  # noqa: F401
+from tests.services import EsEndpoint
 
 MAPPINGS = {
     "dynamic": "strict",

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,6 +23,7 @@ from connectra.monitoring.web import Monitor, serve_monitoring
 from connectra.processors.registry import default_registry
 from connectra.settings import load_settings
 from tests.polling import eventually
+from tests.processes import free_port
 
 KEY = "k1"
 GET = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -201,12 +201,6 @@ async def test_past_the_cap_with_every_connection_busy_a_new_one_is_refused(
             status, _, body = await answer_of(reader)
             assert (status, body["success"]) == (200, True)
             writer.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def test_the_metrics_listener_has_the_same_limits(pool: asyncpg.Pool) -> None:

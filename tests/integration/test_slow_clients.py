@@ -9,7 +9,6 @@ import asyncio
 import json
 import resource
 import signal
-import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,8 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.polling import eventually
-from tests.processes import Process, Spawn, spawn
+from tests.processes import Process, Spawn, free_port, spawn
 
 __all__ = ["spawn"]  # the fixture, requested by name
 
@@ -27,12 +25,6 @@ HEADER_TIMEOUT = 3.0
 KEY = "k1"
 HALF_A_REQUEST = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "
 Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def open_files_limit(pid: int) -> int:
@@ -61,16 +53,10 @@ async def api(spawn: Spawn) -> AsyncIterator[tuple[Process, int]]:
     process = await spawn(
         "api", API_PORT=str(port), API_KEYS=KEY, API_HEADER_TIMEOUT_SECONDS=str(HEADER_TIMEOUT)
     )
-
-    async def listening() -> bool:
-        assert process.proc.returncode is None, process.log_path.read_text()[-3000:]
-        return any(event.get("action") == "api_listen" for event in process.events())
-
-    await eventually(listening)
+    await process.until_logged("api_listen")
     yield process, port
     if process.proc.returncode is None:
-        process.send(signal.SIGTERM)
-        assert await process.wait(30) == 0
+        assert await process.stop() == 0
 
 
 async def half_open(port: int) -> tuple[Connection, float]:

@@ -36,7 +36,8 @@ from connectra.processors.base import JobContext, Services
 from connectra.processors.importing.job_type import INSERT_CSV_FILE
 from connectra.settings import load_settings
 from tests.polling import eventually
-from tests.processes import Process, Spawn, spawn
+from tests.processes import Process, Spawn, free_port, spawn
+from tests.services import moto_process_env
 
 __all__ = ["spawn"]  # the fixture, requested by name
 
@@ -45,12 +46,6 @@ API_KEY = "pooler-key"
 POOLED = {"DATABASE_TRANSACTION_POOLER": "true"}
 CONTACTS_HEADER = "uuid,first_name,email,country"
 UNFINISHED = {JobStatus.OPEN, JobStatus.IN_QUEUE, JobStatus.PROCESSING}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _config(server: str, port: int, server_connections: int) -> str:
@@ -143,16 +138,6 @@ async def pooled_url(database_url: str, pgbouncer: int) -> str:
     return pooled(database_url, pgbouncer)
 
 
-async def started(process: Process, action: str) -> None:
-    """Until the process has logged `action`; it must not have stopped."""
-
-    async def logged() -> bool:
-        assert process.proc.returncode is None, process.log_path.read_text()[-3000:]
-        return any(event.get("action") == action for event in process.events())
-
-    await eventually(logged, within=20)
-
-
 async def readyz(port: int) -> tuple[int, dict[str, object]]:
     url = f"http://127.0.0.1:{port}/readyz"
     async with aiohttp.ClientSession() as http, http.get(url) as answer:
@@ -188,8 +173,8 @@ async def test_migrate_runner_and_api_work_through_the_pooler_with_listen_on_the
     }
     runner = await spawn("jobs", "first_time", METRICS_PORT=str(metrics_port), **env)
     api = await spawn("api", API_PORT=str(api_port), **env)
-    await started(runner, "listen")
-    await started(api, "api_listen")
+    await runner.until_logged("listen", within=20)
+    await api.until_logged("api_listen", within=20)
 
     async with ConnectraClient(f"http://127.0.0.1:{api_port}", API_KEY) as client:
         jobs = await asyncio.gather(
@@ -217,7 +202,7 @@ async def test_without_a_direct_url_runners_poll_stay_ready_and_say_so(
         "jobs", "first_time", DATABASE_URL=pooled_url, METRICS_PORT=str(metrics_port),
         TICKER_INTERVAL_SECONDS="0.3", **POOLED,
     )  # fmt: skip
-    await started(runner, "metrics_listen")
+    await runner.until_logged("metrics_listen", within=20)
 
     pool = await create_pool(pooled_url, max_size=4, transaction_pooler=True)
     try:
@@ -360,12 +345,8 @@ async def test_a_runner_process_imports_a_csv_in_many_batches_through_the_pooler
         DATABASE_URL=pooled_url,
         DATABASE_DIRECT_URL=database_url,
         BATCH_SIZE_FOR_INSERTION="7",  # 22 batch transactions through the pooler
-        S3_ENDPOINT_URL=s3_endpoint,
-        S3_BUCKET=s3_bucket,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_REGION="us-east-1",
         ELASTICSEARCH_URL="",
+        **moto_process_env(s3_endpoint, s3_bucket),
         **POOLED,
     )  # fmt: skip
 

@@ -38,6 +38,7 @@ import asyncpg
 import pytest
 
 from connectra.objectstore import ObjectStore
+from tests.services import moto_process_env
 
 pytestmark = pytest.mark.soak
 
@@ -144,12 +145,8 @@ async def fleet(
     env = {k: v for k, v in os.environ.items() if k != "ELASTICSEARCH_URL"}
     env.update(
         RUNNER_SETTINGS,
+        **moto_process_env(s3_endpoint, s3_bucket),
         DATABASE_URL=database_url,
-        S3_ENDPOINT_URL=s3_endpoint,
-        AWS_ACCESS_KEY_ID="testing",
-        AWS_SECRET_ACCESS_KEY="testing",
-        AWS_REGION="us-east-1",
-        S3_BUCKET=s3_bucket,
         METRICS_PORT="0",  # several runners on one machine: no listener each
     )
     fleet = Fleet(env, tmp_path)

@@ -9,6 +9,7 @@ install from the same lock, uv.lock, refusing one that no longer matches pyproje
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -50,7 +51,7 @@ INTERPOLATION = re.compile(
 # -- what the product reads -----------------------------------------------------------------
 
 
-def product_reads() -> set[str]:
+def product_reads() -> frozenset[str]:
     """Every name a connectra container's environment may usefully hold."""
     return read_by_the_product() | IMAGE_VARIABLES
 
@@ -82,8 +83,10 @@ def _default(match: re.Match[str]) -> str:
     return match["arg"] if match["op"] in {":-", "-"} else ""
 
 
+@functools.cache
 def compose() -> dict[str, Any]:
-    """compose.yaml parsed, anchors and `<<` merges resolved, variables at their defaults."""
+    """compose.yaml parsed, anchors and `<<` merges resolved, variables at their defaults;
+    parsed once a run and shared, so never changed by a caller."""
     loaded: dict[str, Any] = yaml.safe_load(interpolate(COMPOSE.read_text(encoding="utf-8")))
     return loaded
 

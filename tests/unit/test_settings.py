@@ -67,7 +67,6 @@ def test_env_file_is_read(tmp_path: object) -> None:
         env_file.write("PARALLEL_JOBS=3\nAPI_KEYS=one, two\n")
     settings = load_settings()
     assert settings.parallel_jobs == 3
-    assert settings.api_key_values() == (b"one", b"two")
 
 
 def test_invalid_value_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
